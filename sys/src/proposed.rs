@@ -1,0 +1,52 @@
+//! Proposed, unmerged uAPI. None of this is in Linux 7.2 (reference/uapi-facts.md §7); a
+//! stock kernel answers these with `EOPNOTSUPP` or `EINVAL`, and the library falls back.
+//!
+//! Values are taken verbatim from the posted series so that a kernel carrying them (such as
+//! the rig's patched kernel) and this crate agree.
+
+use crate::iommufd::iommufd_option;
+
+/// Base of a device's software MSI window, as an `IOMMU_OPTION` option id.
+///
+/// Series: "iommufd: Add MSI mapping support with nested SMMU (Part-2 RMR)" v2 4/7,
+/// Nicolin Chen, 14 Oct 2025, lore `cover.1760487869.git.nicolinc@nvidia.com`.
+/// Per device: `object_id` is the device id; set before attach (else `EBUSY`); the value is an
+/// address, 1 MiB aligned.
+pub const IOMMU_OPTION_SW_MSI_START: iommufd_option = 2;
+
+/// Size of a device's software MSI window in MiB, as an `IOMMU_OPTION` option id.
+///
+/// Same series as [`IOMMU_OPTION_SW_MSI_START`]; 0 (the default) means "the driver's window";
+/// must be set after `IOMMU_OPTION_SW_MSI_START`.
+pub const IOMMU_OPTION_SW_MSI_SIZE: iommufd_option = 3;
+
+/// `VFIO_DEVICE_SET_IRQS` data type: `data[]` holds one `u64` MSI IOVA per vector.
+///
+/// Series: "vfio: Allow userspace to specify the address for each MSI vector" RFCv1 7/7
+/// (lore `cover.1731130093.git.nicolinc@nvidia.com`), repeated in "iommu: Add MSI mapping
+/// support with nested SMMU" RFCv2 13/13 (lore `cover.1736550979.git.nicolinc@nvidia.com`).
+pub const VFIO_IRQ_SET_DATA_MSI_IOVA: u32 = 1 << 6;
+
+/// `VFIO_DEVICE_SET_IRQS` action: record per-vector MSI IOVAs before the `TRIGGER` that
+/// enables the vectors (the IOVAs are consumed when the host IRQs are allocated).
+///
+/// Same series as [`VFIO_IRQ_SET_DATA_MSI_IOVA`].
+pub const VFIO_IRQ_SET_ACTION_PREPARE: u32 = 1 << 7;
+
+/// `VFIO_IRQ_SET_DATA_TYPE_MASK` as the series widens it.
+pub const VFIO_IRQ_SET_DATA_TYPE_MASK: u32 = crate::vfio::VFIO_IRQ_SET_DATA_TYPE_MASK
+    | VFIO_IRQ_SET_DATA_MSI_IOVA;
+
+/// `VFIO_IRQ_SET_ACTION_TYPE_MASK` as the series widens it.
+pub const VFIO_IRQ_SET_ACTION_TYPE_MASK: u32 = crate::vfio::VFIO_IRQ_SET_ACTION_TYPE_MASK
+    | VFIO_IRQ_SET_ACTION_PREPARE;
+
+const _: () = {
+    // The new bits must not collide with any merged data-type or action bit.
+    assert!(VFIO_IRQ_SET_DATA_MSI_IOVA & crate::vfio::VFIO_IRQ_SET_DATA_TYPE_MASK == 0);
+    assert!(VFIO_IRQ_SET_DATA_MSI_IOVA & crate::vfio::VFIO_IRQ_SET_ACTION_TYPE_MASK == 0);
+    assert!(VFIO_IRQ_SET_ACTION_PREPARE & crate::vfio::VFIO_IRQ_SET_DATA_TYPE_MASK == 0);
+    assert!(VFIO_IRQ_SET_ACTION_PREPARE & crate::vfio::VFIO_IRQ_SET_ACTION_TYPE_MASK == 0);
+    // Options 0 and 1 are the merged RLIMIT_MODE and HUGE_PAGES.
+    assert!(IOMMU_OPTION_SW_MSI_START == crate::iommufd::iommufd_option_IOMMU_OPTION_HUGE_PAGES + 1);
+};
