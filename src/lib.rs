@@ -1,1 +1,14 @@
-//! placeholder
+//! `vmsi`: per-vector MSI handling for virtual machines on ARM SMMUv3 + GICv3 ITS hosts,
+//! on Linux iommufd and VFIO device cdevs.
+//!
+//! Layers, top to bottom: typed RAII objects ([`Iommufd`], [`Ioas`], [`Hwpt`], [`Viommu`],
+//! [`Vdevice`], [`Veventq`], [`Device`]) over one kernel seam ([`seam::Kernel`]) with two
+//! backends: [`seam::Host`], the real ioctls, and [`seam::Sim`], an in-process model of the
+//! Linux 7.2 semantics for tests and fuzzing.
+
+pub mod error;
+pub mod ids;
+pub mod seam;
+
+pub use error::{Errno, Error, Feature, Op, Result};
+pub use ids::{DeviceId, HwptId, IoasId, VdeviceId, ViommuId, VeventqId};

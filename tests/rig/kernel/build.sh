@@ -8,7 +8,7 @@
 # K = $RIG_BUILD/kernel/<key>, key = hash of (config-fragment, patches/*, this script).
 # An unchanged kernel is never rebuilt; a changed one gets its own K.  K holds:
 #   Image               the kernel
-#   uapi/include        sanitized uAPI headers ('make headers_install')
+#   uapi/include        sanitized uAPI headers ('make headers')
 #   extra-include       iommufd_test.h (the selftest mock's ioctl ABI; not uAPI)
 #   config, config-check.txt, build.log, build-time.txt
 # env: RIG_BUILD (cache root), JOBS (make -j, default: nproc)
@@ -85,7 +85,9 @@ if ! "${MK[@]}" -j"$JOBS" Image >> "$K/build.log" 2>&1; then
   tail -n 40 "$K/build.log" >&2; rig_say "kernel: build FAILED"; exit 1
 fi
 t1=$(date +%s)
-"${MK[@]}" headers_install INSTALL_HDR_PATH="$K/uapi" >> "$K/build.log" 2>&1
+# sanitized uAPI headers ('headers_install' would need rsync, so copy them ourselves)
+"${MK[@]}" headers >> "$K/build.log" 2>&1
+rm -rf "$K/uapi"; mkdir -p "$K/uapi"; cp -a "$OUT/usr/include" "$K/uapi/"
 mkdir -p "$K/extra-include"
 cp "$TREE/drivers/iommu/iommufd/iommufd_test.h" "$K/extra-include/"
 cp "$OUT/arch/arm64/boot/Image" "$K/Image"

@@ -1,0 +1,908 @@
+//! The iommufd half of the model: objects, IOAS areas and reserved regions, HWPTs, vIOMMUs.
+
+use std::collections::BTreeMap;
+
+use vmsi_sys::iommufd as i;
+use vmsi_sys::names as n;
+
+use super::{File, Sim, State};
+use crate::error::Errno;
+use crate::seam::KernelFd;
+
+/// One iommufd file: its objects by id.
+#[derive(Debug, Default)]
+pub(in crate::seam) struct Ctx {
+    pub(super) objects: BTreeMap<u32, Obj>,
+}
+
+#[derive(Debug)]
+pub(super) enum Obj {
+    Ioas(Ioas),
+    Hwpt(Hwpt),
+    /// A bound device (`idev`); index into `State::devices`.
+    Device(usize),
+    Viommu { hwpt: u32 },
+    Vdevice { viommu: u32, idev: u32, virt_id: u64 },
+    Veventq { viommu: u32, fd: i32 },
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Ioas {
+    /// Areas by first IOVA: (last IOVA, user address).
+    areas: BTreeMap<u64, (u64, u64)>,
+    /// `IOMMU_IOAS_ALLOW_IOVAS` ranges (inclusive); empty allows everything.
+    allowed: Vec<(u64, u64)>,
+}
+
+#[derive(Debug)]
+pub(super) enum Hwpt {
+    Paging { ioas: u32, nest_parent: bool, auto: bool },
+    Nested { viommu: u32, ste: [u64; 2] },
+}
+
+/// SMMUv3 STE word 0 fields a nested stage 1 may set (`arm_smmu_validate_vste`).
+const STE0_V: u64 = 1;
+const STE0_CFG_SHIFT: u32 = 1;
+const STE0_CFG_MASK: u64 = 0x7 << STE0_CFG_SHIFT;
+const STE_CFG_ABORT: u64 = 0;
+const STE_CFG_BYPASS: u64 = 4;
+const STE_CFG_S1: u64 = 5;
+/// V, Cfg, S1Fmt, S1ContextPtr, S1CDMax.
+const STE0_ALLOWED: u64 = STE0_V | STE0_CFG_MASK | (0x3 << 4) | (((1u64 << 50) - 1) & !0x3f) | (0x1f << 59);
+/// S1DSS, S1CIR, S1COR, S1CSH, S1STALLD, EATS.
+const STE1_ALLOWED: u64 = 0x3 | (0x3 << 2) | (0x3 << 4) | (0x3 << 6) | (1 << 27) | (0x3 << 28);
+
+impl Ctx {
+    pub(super) fn area_count(&self) -> usize {
+        self.objects
+            .values()
+            .map(|o| if let Obj::Ioas(a) = o { a.areas.len() } else { 0 })
+            .sum()
+    }
+
+    /// The kernel's `XA_FLAGS_ALLOC1` xarray: the lowest free id from 1.
+    fn insert(&mut self, obj: Obj) -> u32 {
+        let mut id = 1;
+        for k in self.objects.keys() {
+            if *k != id {
+                break;
+            }
+            id += 1;
+        }
+        self.objects.insert(id, obj);
+        id
+    }
+
+    fn ioas(&self, id: u32) -> Result<&Ioas, Errno> {
+        match self.objects.get(&id) {
+            Some(Obj::Ioas(a)) => Ok(a),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    fn ioas_mut(&mut self, id: u32) -> Result<&mut Ioas, Errno> {
+        match self.objects.get_mut(&id) {
+            Some(Obj::Ioas(a)) => Ok(a),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// The IOAS whose page table backs `hwpt` (a nested HWPT's parent's IOAS).
+    pub(super) fn paging_ioas(&self, hwpt: u32) -> Option<u32> {
+        match self.objects.get(&hwpt)? {
+            Obj::Hwpt(Hwpt::Paging { ioas, .. }) => Some(*ioas),
+            Obj::Hwpt(Hwpt::Nested { viommu, .. }) => match self.objects.get(viommu)? {
+                Obj::Viommu { hwpt } => self.paging_ioas(*hwpt),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Ids of objects that hold `id` (the kernel's `users` refcount, minus its own).
+    fn users(&self, id: u32, s: &State, fd: i32) -> usize {
+        let mut n = 0;
+        for obj in self.objects.values() {
+            n += match obj {
+                Obj::Hwpt(Hwpt::Paging { ioas, .. }) => (*ioas == id) as usize,
+                Obj::Hwpt(Hwpt::Nested { viommu, .. }) => (*viommu == id) as usize,
+                Obj::Viommu { hwpt } => (*hwpt == id) as usize,
+                Obj::Vdevice { viommu, idev, .. } => (*viommu == id || *idev == id) as usize,
+                Obj::Veventq { viommu, .. } => (*viommu == id) as usize,
+                _ => 0,
+            };
+        }
+        // Devices attached to a HWPT hold it.
+        n += s.devices.iter().filter(|d| d.attached_in(fd) == Some(id)).count();
+        n
+    }
+}
+
+/// Reserved ranges (inclusive) of an IOAS: outside the aperture of any HWPT on it, and each
+/// attached device's software MSI window.
+fn reserved(sim: &Sim, s: &State, fd: i32, ctx: &Ctx, ioas: u32) -> Vec<(u64, u64)> {
+    let mut r = Vec::new();
+    let has_domain = ctx
+        .objects
+        .values()
+        .any(|o| matches!(o, Obj::Hwpt(Hwpt::Paging { ioas: a, .. }) if *a == ioas));
+    if has_domain && sim.config.ias_bits < 64 {
+        r.push((1u64 << sim.config.ias_bits, u64::MAX));
+    }
+    for d in &s.devices {
+        if let Some(h) = d.attached_in(fd) {
+            if ctx.paging_ioas(h) == Some(ioas) {
+                let (base, len) = d.sw_msi_window(&sim.config);
+                r.push((base, base + len - 1));
+            }
+        }
+    }
+    r
+}
+
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 <= b.1 && b.0 <= a.1
+}
+
+/// The holes between `taken` ranges within `[lo, hi]`, in order.
+fn holes(mut taken: Vec<(u64, u64)>, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    taken.sort_unstable();
+    let mut out = Vec::new();
+    let mut cur = lo;
+    let mut done = false;
+    for (a, b) in taken {
+        if b < cur || done {
+            continue;
+        }
+        if a > cur {
+            out.push((cur, a - 1));
+        }
+        if b >= hi {
+            done = true;
+        } else {
+            cur = cur.max(b + 1);
+        }
+    }
+    if !done && cur <= hi {
+        out.push((cur, hi));
+    }
+    out
+}
+
+fn check_size(size: u32, min: usize, full: usize) -> Result<(), Errno> {
+    if (size as usize) < min {
+        Err(Errno::EINVAL)
+    } else if size as usize > full {
+        // The seam never lets the kernel read past the caller's structure.
+        Err(Errno::E2BIG)
+    } else {
+        Ok(())
+    }
+}
+
+macro_rules! min_size {
+    ($t:ty, $last:ident) => {
+        std::mem::offset_of!($t, $last) + size_of_val(&<$t>::default().$last)
+    };
+}
+
+impl Sim {
+    pub(super) fn open_iommufd_impl(&self) -> Result<KernelFd, Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "open(/dev/iommu)")?;
+        Ok(s.new_fd(File::Iommufd(Ctx::default())))
+    }
+
+    /// Closing an iommufd destroys everything in it; devices bound to it are unbound.
+    pub(super) fn close_iommufd(s: &mut State, fd: i32, ctx: Ctx) {
+        for d in &mut s.devices {
+            d.unbind_if(fd);
+        }
+        for obj in ctx.objects.values() {
+            if let Obj::Veventq { fd: q, .. } = obj {
+                s.files.remove(q);
+            }
+        }
+    }
+
+    pub(super) fn destroy_impl(&self, fd: KernelFd, arg: &mut i::iommu_destroy) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_DESTROY")?;
+        check_size(arg.size, min_size!(i::iommu_destroy, id), size_of::<i::iommu_destroy>())?;
+        let s = &mut *s;
+        let ctx = s.ctx_mut(fd)?;
+        let obj = ctx.objects.get(&arg.id).ok_or(Errno::ENOENT)?;
+        // A bound device is held by VFIO; an auto HWPT by the devices attached to it.
+        if matches!(obj, Obj::Device(_)) {
+            return Err(Errno::EBUSY);
+        }
+        let ctx = match s.files.get(&fd.0) {
+            Some(File::Iommufd(c)) => c,
+            _ => return Err(Errno::EBADF),
+        };
+        if ctx.users(arg.id, s, fd.0) > 0 {
+            return Err(Errno::EBUSY);
+        }
+        let ctx = s.ctx_mut(fd)?;
+        if let Some(Obj::Veventq { fd: q, .. }) = ctx.objects.remove(&arg.id) {
+            s.files.remove(&q);
+        }
+        Ok(())
+    }
+
+    pub(super) fn ioas_alloc_impl(&self, fd: KernelFd, arg: &mut i::iommu_ioas_alloc) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_IOAS_ALLOC")?;
+        check_size(arg.size, min_size!(i::iommu_ioas_alloc, out_ioas_id), size_of::<i::iommu_ioas_alloc>())?;
+        if arg.flags != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        arg.out_ioas_id = s.ctx_mut(fd)?.insert(Obj::Ioas(Ioas::default()));
+        Ok(())
+    }
+
+    /// `IOMMU_IOAS_MAP` / `MAP_FILE` after their own argument checks.
+    fn map_area(
+        &self,
+        s: &mut State,
+        fd: KernelFd,
+        ioas: u32,
+        flags: u32,
+        iova: &mut u64,
+        length: u64,
+        addr: u64,
+    ) -> Result<(), Errno> {
+        let page = self.config.page_size;
+        let ctx = match s.files.get(&fd.0) {
+            Some(File::Iommufd(c)) => c,
+            Some(_) => return Err(Errno::ENOTTY),
+            None => return Err(Errno::EBADF),
+        };
+        let a = ctx.ioas(ioas)?;
+        let resv = reserved(self, s, fd.0, ctx, ioas);
+        let areas: Vec<(u64, u64)> = a.areas.iter().map(|(s, (l, _))| (*s, *l)).collect();
+        if length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & n::IOMMU_IOAS_MAP_FIXED_IOVA != 0 {
+            // iopt_check_iova
+            if *iova & (page - 1) != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let last = iova.checked_add(length - 1).ok_or(Errno::EOVERFLOW)?;
+            if resv.iter().any(|r| overlaps(*r, (*iova, last))) {
+                return Err(Errno::EINVAL);
+            }
+            if areas.iter().any(|r| overlaps(*r, (*iova, last))) {
+                return Err(Errno::EEXIST);
+            }
+            if !a.allowed.is_empty() && !a.allowed.iter().any(|r| r.0 <= *iova && last <= r.1) {
+                return Err(Errno::EINVAL);
+            }
+        } else {
+            *iova = alloc_iova(page, &resv, &areas, &a.allowed, addr, length)?;
+        }
+        // iopt_insert_area: the offset into the first page must be IOVA-aligned.
+        if (addr % page) & (page - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let last = *iova + length - 1;
+        let ctx = s.ctx_mut(fd)?;
+        ctx.ioas_mut(ioas)?.areas.insert(*iova, (last, addr));
+        Ok(())
+    }
+
+    pub(super) fn ioas_map_impl(&self, fd: KernelFd, arg: &mut i::iommu_ioas_map) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_IOAS_MAP")?;
+        check_size(arg.size, min_size!(i::iommu_ioas_map, iova), size_of::<i::iommu_ioas_map>())?;
+        let known = n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
+        if arg.flags & !known != 0 || arg.__reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if arg.iova >= u64::MAX || arg.length >= u64::MAX {
+            return Err(Errno::EOVERFLOW);
+        }
+        if arg.flags & (n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE) == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut iova = arg.iova;
+        self.map_area(&mut s, fd, arg.ioas_id, arg.flags, &mut iova, arg.length, arg.user_va)?;
+        arg.iova = iova;
+        Ok(())
+    }
+
+    pub(super) fn ioas_map_file_impl(&self, fd: KernelFd, arg: &mut i::iommu_ioas_map_file) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_IOAS_MAP_FILE")?;
+        check_size(arg.size, min_size!(i::iommu_ioas_map_file, iova), size_of::<i::iommu_ioas_map_file>())?;
+        let known = n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
+        if arg.flags & !known != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if arg.iova >= u64::MAX || arg.length >= u64::MAX {
+            return Err(Errno::EOVERFLOW);
+        }
+        if arg.flags & (n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE) == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut iova = arg.iova;
+        // A file mapping behaves as an address mapping whose "address" is the file offset.
+        self.map_area(&mut s, fd, arg.ioas_id, arg.flags, &mut iova, arg.length, arg.start)?;
+        arg.iova = iova;
+        Ok(())
+    }
+
+    pub(super) fn ioas_unmap_impl(&self, fd: KernelFd, arg: &mut i::iommu_ioas_unmap) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_IOAS_UNMAP")?;
+        check_size(arg.size, min_size!(i::iommu_ioas_unmap, length), size_of::<i::iommu_ioas_unmap>())?;
+        let a = s.ctx_mut(fd)?.ioas_mut(arg.ioas_id)?;
+        let (first, last) = if arg.iova == 0 && arg.length == u64::MAX {
+            (0, u64::MAX)
+        } else {
+            if arg.iova >= u64::MAX || arg.length >= u64::MAX {
+                return Err(Errno::EOVERFLOW);
+            }
+            if arg.length == 0 {
+                return Err(Errno::EINVAL);
+            }
+            (arg.iova, arg.iova.checked_add(arg.length - 1).ok_or(Errno::EOVERFLOW)?)
+        };
+        // Areas are removed in order until one sticks out of the range: like the kernel, the
+        // areas before it stay unmapped and the call fails with ENOENT.
+        let hit: Vec<(u64, u64)> =
+            a.areas.range(..=last).filter(|(s, (l, _))| **s <= last && *l >= first).map(|(s, (l, _))| (*s, *l)).collect();
+        let mut unmapped = 0u64;
+        for (start, end) in hit {
+            if start < first || end > last {
+                return Err(Errno::ENOENT);
+            }
+            a.areas.remove(&start);
+            unmapped += end - start + 1;
+        }
+        if unmapped == 0 && !(arg.iova == 0 && arg.length == u64::MAX) {
+            return Err(Errno::ENOENT);
+        }
+        arg.length = unmapped;
+        Ok(())
+    }
+
+    pub(super) fn ioas_copy_impl(&self, fd: KernelFd, arg: &mut i::iommu_ioas_copy) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_IOAS_COPY")?;
+        check_size(arg.size, min_size!(i::iommu_ioas_copy, src_iova), size_of::<i::iommu_ioas_copy>())?;
+        let known = n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
+        if arg.flags & !known != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if arg.length >= u64::MAX || arg.src_iova >= u64::MAX || arg.dst_iova >= u64::MAX {
+            return Err(Errno::EOVERFLOW);
+        }
+        if arg.length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let src_last = arg.src_iova.checked_add(arg.length - 1).ok_or(Errno::EOVERFLOW)?;
+        // The source range must be covered by areas, contiguously, with no area sticking out.
+        let src = s.ctx_mut(fd)?.ioas(arg.src_ioas_id)?;
+        let mut at = arg.src_iova;
+        let mut addr = None;
+        for (start, (last, va)) in src.areas.range(..=src_last) {
+            if *last < arg.src_iova {
+                continue;
+            }
+            if *start > at {
+                return Err(Errno::ENOENT);
+            }
+            addr.get_or_insert(va + (arg.src_iova - start));
+            at = last.saturating_add(1);
+        }
+        if addr.is_none() || at <= src_last {
+            return Err(Errno::ENOENT);
+        }
+        let mut iova = arg.dst_iova;
+        self.map_area(&mut s, fd, arg.dst_ioas_id, arg.flags, &mut iova, arg.length, addr.unwrap_or(0))?;
+        arg.dst_iova = iova;
+        Ok(())
+    }
+
+    pub(super) fn ioas_iova_ranges_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_ioas_iova_ranges,
+        out: &mut [i::iommu_iova_range],
+    ) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_IOAS_IOVA_RANGES")?;
+        check_size(arg.size, min_size!(i::iommu_ioas_iova_ranges, out_iova_alignment), size_of::<i::iommu_ioas_iova_ranges>())?;
+        if arg.__reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let ctx = match s.files.get(&fd.0) {
+            Some(File::Iommufd(c)) => c,
+            Some(_) => return Err(Errno::ENOTTY),
+            None => return Err(Errno::EBADF),
+        };
+        ctx.ioas(arg.ioas_id)?;
+        let ranges = holes(reserved(self, &s, fd.0, ctx, arg.ioas_id), 0, u64::MAX);
+        let max = arg.num_iovas.min(out.len() as u32) as usize;
+        for (k, (a, b)) in ranges.iter().enumerate().take(max) {
+            out[k] = i::iommu_iova_range { start: *a, last: *b };
+        }
+        arg.num_iovas = ranges.len() as u32;
+        arg.out_iova_alignment = self.config.page_size;
+        if ranges.len() > max { Err(Errno::EMSGSIZE) } else { Ok(()) }
+    }
+
+    pub(super) fn ioas_allow_iovas_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_ioas_allow_iovas,
+        ranges: &[i::iommu_iova_range],
+    ) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_IOAS_ALLOW_IOVAS")?;
+        check_size(arg.size, min_size!(i::iommu_ioas_allow_iovas, allowed_iovas), size_of::<i::iommu_ioas_allow_iovas>())?;
+        if arg.__reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let want: Vec<(u64, u64)> =
+            ranges.iter().take(arg.num_iovas as usize).map(|r| (r.start, r.last)).collect();
+        if (arg.num_iovas as usize) > ranges.len() {
+            return Err(Errno::EFAULT);
+        }
+        for (k, r) in want.iter().enumerate() {
+            if r.0 > r.1 || want[..k].iter().any(|o| overlaps(*o, *r)) {
+                return Err(Errno::EINVAL);
+            }
+        }
+        let ctx = match s.files.get(&fd.0) {
+            Some(File::Iommufd(c)) => c,
+            Some(_) => return Err(Errno::ENOTTY),
+            None => return Err(Errno::EBADF),
+        };
+        let a = ctx.ioas(arg.ioas_id)?;
+        // Existing areas must stay inside the new allowed set.
+        let inside = |(s, l): (u64, u64)| want.is_empty() || want.iter().any(|r| r.0 <= s && l <= r.1);
+        if !a.areas.iter().all(|(s, (l, _))| inside((*s, *l))) {
+            return Err(Errno::EADDRINUSE);
+        }
+        s.ctx_mut(fd)?.ioas_mut(arg.ioas_id)?.allowed = want;
+        Ok(())
+    }
+
+    pub(super) fn option_impl(&self, fd: KernelFd, arg: &mut i::iommu_option) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_OPTION")?;
+        check_size(arg.size, min_size!(i::iommu_option, val64), size_of::<i::iommu_option>())?;
+        if arg.__reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let set = match arg.op {
+            x if x as u32 == n::IOMMU_OPTION_OP_SET => true,
+            x if x as u32 == n::IOMMU_OPTION_OP_GET => false,
+            _ => return Err(Errno::EOPNOTSUPP),
+        };
+        let s = &mut *s;
+        let ctx = s.ctx_mut(fd)?;
+        match arg.option_id {
+            x if x == n::IOMMU_OPTION_RLIMIT_MODE => {
+                if arg.object_id != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                if set {
+                    // Changing the accounting mode needs CAP_SYS_RESOURCE; Sim grants it.
+                    if arg.val64 > 1 {
+                        return Err(Errno::EINVAL);
+                    }
+                } else {
+                    arg.val64 = 0;
+                }
+                Ok(())
+            }
+            x if x == n::IOMMU_OPTION_HUGE_PAGES => {
+                ctx.ioas(arg.object_id)?;
+                if set {
+                    if arg.val64 > 1 { Err(Errno::EINVAL) } else { Ok(()) }
+                } else {
+                    arg.val64 = 1;
+                    Ok(())
+                }
+            }
+            2 | 3 if self.config.proposed_uapi => {
+                let dev = match ctx.objects.get(&arg.object_id) {
+                    Some(Obj::Device(d)) => *d,
+                    _ => return Err(Errno::ENOENT),
+                };
+                s.devices[dev].sw_msi_option(arg, set, &self.config)
+            }
+            _ => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    pub(super) fn hwpt_alloc_impl(&self, fd: KernelFd, arg: &mut i::iommu_hwpt_alloc, data: &[u8]) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_HWPT_ALLOC")?;
+        check_size(arg.size, min_size!(i::iommu_hwpt_alloc, __reserved), size_of::<i::iommu_hwpt_alloc>())?;
+        if arg.__reserved != 0 || arg.__reserved2 != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let s = &mut *s;
+        let ctx = s.ctx_mut(fd)?;
+        let dev = match ctx.objects.get(&arg.dev_id) {
+            Some(Obj::Device(d)) => *d,
+            _ => return Err(Errno::ENOENT),
+        };
+        let _ = dev;
+        let data = &data[..(arg.data_len as usize).min(data.len())];
+        let hwpt = match ctx.objects.get(&arg.pt_id) {
+            Some(Obj::Ioas(_)) => {
+                if arg.data_type != n::IOMMU_HWPT_DATA_NONE {
+                    return Err(Errno::EINVAL);
+                }
+                let known = n::IOMMU_HWPT_ALLOC_NEST_PARENT | n::IOMMU_HWPT_ALLOC_DIRTY_TRACKING;
+                if arg.flags & !known != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                let nest_parent = arg.flags & n::IOMMU_HWPT_ALLOC_NEST_PARENT != 0;
+                if nest_parent && !self.config.nesting {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                if arg.flags & n::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 {
+                    // QEMU's SMMUv3 has no HTTU.
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                Hwpt::Paging { ioas: arg.pt_id, nest_parent, auto: false }
+            }
+            Some(Obj::Viommu { .. }) => {
+                if arg.flags != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                if arg.data_type != n::IOMMU_HWPT_DATA_ARM_SMMUV3 || data.len() < 16 {
+                    return Err(Errno::EINVAL);
+                }
+                let w = |k: usize| u64::from_le_bytes(data[k * 8..k * 8 + 8].try_into().unwrap_or([0; 8]));
+                let ste = [w(0), w(1)];
+                if ste[0] & !STE0_ALLOWED != 0 || ste[1] & !STE1_ALLOWED != 0 {
+                    return Err(Errno::EIO);
+                }
+                if ste[0] & STE0_V != 0 {
+                    let cfg = (ste[0] & STE0_CFG_MASK) >> STE0_CFG_SHIFT;
+                    if ![STE_CFG_ABORT, STE_CFG_BYPASS, STE_CFG_S1].contains(&cfg) {
+                        return Err(Errno::EIO);
+                    }
+                }
+                Hwpt::Nested { viommu: arg.pt_id, ste }
+            }
+            // A nest parent without a vIOMMU: SMMUv3 only nests through a vIOMMU.
+            Some(Obj::Hwpt(Hwpt::Paging { nest_parent: true, .. })) => return Err(Errno::EOPNOTSUPP),
+            Some(_) => return Err(Errno::EINVAL),
+            None => return Err(Errno::ENOENT),
+        };
+        arg.out_hwpt_id = s.ctx_mut(fd)?.insert(Obj::Hwpt(hwpt));
+        Ok(())
+    }
+
+    pub(super) fn get_hw_info_impl(&self, fd: KernelFd, arg: &mut i::iommu_hw_info, data: &mut [u8]) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_GET_HW_INFO")?;
+        check_size(arg.size, min_size!(i::iommu_hw_info, __reserved), size_of::<i::iommu_hw_info>())?;
+        if arg.flags != 0 || arg.__reserved != [0; 3] {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let ctx = s.ctx_mut(fd)?;
+        if !matches!(ctx.objects.get(&arg.dev_id), Some(Obj::Device(_))) {
+            return Err(Errno::ENOENT);
+        }
+        // struct iommu_hw_info_arm_smmuv3: flags, reserved, idr[6], iidr, aidr.
+        let mut info = [0u8; 40];
+        for (k, v) in self.config.smmu_idr.iter().enumerate() {
+            info[8 + 4 * k..12 + 4 * k].copy_from_slice(&v.to_le_bytes());
+        }
+        let n = (arg.data_len as usize).min(data.len()).min(info.len());
+        data[..n].copy_from_slice(&info[..n]);
+        // The kernel zero-fills what the user asked for beyond the driver's structure.
+        let asked = (arg.data_len as usize).min(data.len());
+        data[n..asked].fill(0);
+        arg.data_len = info.len() as u32;
+        arg.__bindgen_anon_1.out_data_type = n::IOMMU_HW_INFO_TYPE_ARM_SMMUV3;
+        arg.out_capabilities = n::IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED as u64;
+        arg.out_max_pasid_log2 = 0;
+        Ok(())
+    }
+
+    pub(super) fn hwpt_invalidate_impl(&self, fd: KernelFd, arg: &mut i::iommu_hwpt_invalidate, entries: &[u8]) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_HWPT_INVALIDATE")?;
+        check_size(arg.size, min_size!(i::iommu_hwpt_invalidate, __reserved), size_of::<i::iommu_hwpt_invalidate>())?;
+        let requested = arg.entry_num;
+        arg.entry_num = 0;
+        if arg.__reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if requested == 0 {
+            return Ok(());
+        }
+        if arg.entry_len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let ctx = s.ctx_mut(fd)?;
+        match ctx.objects.get(&arg.hwpt_id) {
+            Some(Obj::Viommu { .. }) => {}
+            Some(Obj::Hwpt(Hwpt::Nested { .. })) => return Err(Errno::EOPNOTSUPP),
+            Some(_) => return Err(Errno::EINVAL),
+            None => return Err(Errno::ENOENT),
+        }
+        if arg.data_type != n::IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 {
+            return Err(Errno::EINVAL);
+        }
+        if arg.entry_len as usize != 16 {
+            return Err(Errno::EINVAL);
+        }
+        if (requested as usize).saturating_mul(16) > entries.len() {
+            return Err(Errno::EFAULT);
+        }
+        let vsids: Vec<u64> = ctx
+            .objects
+            .values()
+            .filter_map(|o| match o {
+                Obj::Vdevice { viommu, virt_id, .. } if *viommu == arg.hwpt_id => Some(*virt_id),
+                _ => None,
+            })
+            .collect();
+        for k in 0..requested as usize {
+            let cmd0 = u64::from_le_bytes(entries[k * 16..k * 16 + 8].try_into().unwrap_or([0; 8]));
+            let opcode = cmd0 & 0xff;
+            // TLBI_NH_ALL 0x10, TLBI_NH_ASID 0x11, TLBI_NH_VA 0x12, TLBI_NH_VAA 0x13,
+            // TLBI_NSNH_ALL 0x30: no SID. CFGI_CD 0x05, CFGI_CD_ALL 0x06, ATC_INV 0x40: vSID.
+            let ok = match opcode {
+                0x10..=0x13 | 0x30 => true,
+                0x05 | 0x06 | 0x40 => vsids.contains(&(cmd0 >> 32)),
+                _ => false,
+            };
+            if !ok {
+                return Err(Errno::EIO);
+            }
+            arg.entry_num += 1;
+        }
+        Ok(())
+    }
+
+    pub(super) fn viommu_alloc_impl(&self, fd: KernelFd, arg: &mut i::iommu_viommu_alloc, _data: &[u8]) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_VIOMMU_ALLOC")?;
+        check_size(arg.size, min_size!(i::iommu_viommu_alloc, out_viommu_id), size_of::<i::iommu_viommu_alloc>())?;
+        if arg.flags != 0 || arg.type_ == 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let ctx = s.ctx_mut(fd)?;
+        if !matches!(ctx.objects.get(&arg.dev_id), Some(Obj::Device(_))) {
+            return Err(Errno::ENOENT);
+        }
+        match ctx.objects.get(&arg.hwpt_id) {
+            Some(Obj::Hwpt(Hwpt::Paging { nest_parent: true, .. })) => {}
+            Some(Obj::Hwpt(_)) => return Err(Errno::EINVAL),
+            _ => return Err(Errno::ENOENT),
+        }
+        if arg.type_ != n::IOMMU_VIOMMU_TYPE_ARM_SMMUV3 || !self.config.nesting || !self.config.canwbs {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        arg.out_viommu_id = ctx.insert(Obj::Viommu { hwpt: arg.hwpt_id });
+        Ok(())
+    }
+
+    pub(super) fn vdevice_alloc_impl(&self, fd: KernelFd, arg: &mut i::iommu_vdevice_alloc) -> Result<(), Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_VDEVICE_ALLOC")?;
+        check_size(arg.size, min_size!(i::iommu_vdevice_alloc, virt_id), size_of::<i::iommu_vdevice_alloc>())?;
+        if arg.virt_id > u32::MAX as u64 {
+            return Err(Errno::EINVAL);
+        }
+        let ctx = s.ctx_mut(fd)?;
+        if !matches!(ctx.objects.get(&arg.viommu_id), Some(Obj::Viommu { .. })) {
+            return Err(Errno::ENOENT);
+        }
+        if !matches!(ctx.objects.get(&arg.dev_id), Some(Obj::Device(_))) {
+            return Err(Errno::ENOENT);
+        }
+        for o in ctx.objects.values() {
+            if let Obj::Vdevice { viommu, idev, virt_id } = o {
+                if *idev == arg.dev_id || (*viommu == arg.viommu_id && *virt_id == arg.virt_id) {
+                    return Err(Errno::EEXIST);
+                }
+            }
+        }
+        arg.out_vdevice_id =
+            ctx.insert(Obj::Vdevice { viommu: arg.viommu_id, idev: arg.dev_id, virt_id: arg.virt_id });
+        Ok(())
+    }
+
+    pub(super) fn veventq_alloc_impl(&self, fd: KernelFd, arg: &mut i::iommu_veventq_alloc) -> Result<KernelFd, Errno> {
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_VEVENTQ_ALLOC")?;
+        check_size(arg.size, min_size!(i::iommu_veventq_alloc, __reserved), size_of::<i::iommu_veventq_alloc>())?;
+        if arg.flags != 0 || arg.__reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if arg.veventq_depth == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let ctx = s.ctx_mut(fd)?;
+        if !matches!(ctx.objects.get(&arg.viommu_id), Some(Obj::Viommu { .. })) {
+            return Err(Errno::ENOENT);
+        }
+        if arg.type_ != n::IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if ctx.objects.values().any(|o| matches!(o, Obj::Veventq { viommu, .. } if *viommu == arg.viommu_id)) {
+            return Err(Errno::EEXIST);
+        }
+        let qfd = s.new_fd(File::Veventq(fd.0, 0));
+        let ctx = s.ctx_mut(fd)?;
+        let id = ctx.insert(Obj::Veventq { viommu: arg.viommu_id, fd: qfd.0 });
+        s.files.insert(qfd.0, File::Veventq(fd.0, id));
+        arg.out_veventq_id = id;
+        arg.out_veventq_fd = qfd.0 as u32;
+        Ok(qfd)
+    }
+
+    /// Binds `dev` into iommufd `fd`: a new device object.
+    pub(super) fn bind_object(s: &mut State, fd: KernelFd, dev: usize) -> Result<u32, Errno> {
+        Ok(s.ctx_mut(fd)?.insert(Obj::Device(dev)))
+    }
+
+    /// Attaches device `dev` (object `idev`) to `pt_id` in iommufd `fd`; returns the HWPT id.
+    pub(super) fn attach(&self, s: &mut State, fd: i32, dev: usize, pt_id: u32) -> Result<u32, Errno> {
+        let kfd = KernelFd(fd);
+        let ctx = match s.files.get(&fd) {
+            Some(File::Iommufd(c)) => c,
+            _ => return Err(Errno::EBADF),
+        };
+        let (hwpt, ioas, new_auto) = match ctx.objects.get(&pt_id) {
+            Some(Obj::Ioas(_)) => {
+                // Reuse an auto HWPT on this IOAS (same SMMU), else create one.
+                let found = ctx.objects.iter().find_map(|(id, o)| match o {
+                    Obj::Hwpt(Hwpt::Paging { ioas, auto: true, .. }) if *ioas == pt_id => Some(*id),
+                    _ => None,
+                });
+                (found, pt_id, found.is_none())
+            }
+            Some(Obj::Hwpt(Hwpt::Paging { ioas, .. })) => (Some(pt_id), *ioas, false),
+            Some(Obj::Hwpt(Hwpt::Nested { ste, .. })) => {
+                let cfg = (ste[0] & STE0_CFG_MASK) >> STE0_CFG_SHIFT;
+                let idev = ctx.objects.iter().find_map(|(id, o)| matches!(o, Obj::Device(d) if *d == dev).then_some(*id));
+                let has_vdev = ctx.objects.values().any(|o| matches!(o, Obj::Vdevice { idev: i, .. } if Some(*i) == idev));
+                if ste[0] & STE0_V != 0 && cfg == STE_CFG_S1 && !has_vdev {
+                    return Err(Errno::EINVAL);
+                }
+                (Some(pt_id), ctx.paging_ioas(pt_id).ok_or(Errno::ENOENT)?, false)
+            }
+            Some(_) => return Err(Errno::EINVAL),
+            None => return Err(Errno::ENOENT),
+        };
+        // The device's MSI window becomes reserved in the IOAS: existing areas must not
+        // overlap it (iopt_table_enforce_dev_resv_regions).
+        let (base, len) = s.devices[dev].sw_msi_window(&self.config);
+        let win = (base, base + len - 1);
+        let ctx = s.ctx_mut(kfd)?;
+        let a = ctx.ioas(ioas)?;
+        let aperture_end = if self.config.ias_bits < 64 { (1u64 << self.config.ias_bits) - 1 } else { u64::MAX };
+        if a.areas.iter().any(|(s, (l, _))| overlaps((*s, *l), win) || *l > aperture_end) {
+            return Err(Errno::EADDRINUSE);
+        }
+        if a.allowed.iter().any(|r| overlaps(*r, win)) {
+            return Err(Errno::EADDRINUSE);
+        }
+        let id = match hwpt {
+            Some(h) => h,
+            None => ctx.insert(Obj::Hwpt(Hwpt::Paging { ioas, nest_parent: false, auto: new_auto })),
+        };
+        Ok(id)
+    }
+
+    /// Detaches `dev` from HWPT `hwpt`: an auto HWPT no device uses any more is destroyed.
+    pub(super) fn detach(s: &mut State, fd: i32, hwpt: u32) {
+        let others = s.devices.iter().filter(|d| d.attached_in(fd) == Some(hwpt)).count();
+        if let Some(File::Iommufd(ctx)) = s.files.get_mut(&fd) {
+            if others == 0 && matches!(ctx.objects.get(&hwpt), Some(Obj::Hwpt(Hwpt::Paging { auto: true, .. }))) {
+                ctx.objects.remove(&hwpt);
+            }
+        }
+    }
+
+    /// Removes a device's objects from its iommufd when its file is closed (unbind).
+    pub(super) fn unbind(s: &mut State, fd: i32, dev: usize) {
+        if let Some(File::Iommufd(ctx)) = s.files.get_mut(&fd) {
+            let vdevs: Vec<u32> = ctx
+                .objects
+                .iter()
+                .filter(|(_, o)| matches!(o, Obj::Vdevice { idev, .. } if matches!(ctx.objects.get(idev), Some(Obj::Device(d)) if *d == dev)))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in vdevs {
+                ctx.objects.remove(&id);
+            }
+            ctx.objects.retain(|_, o| !matches!(o, Obj::Device(d) if *d == dev));
+        }
+    }
+
+    /// The STE config of the nested HWPT a device is attached to (None: not nested).
+    pub(super) fn nested_cfg(s: &State, fd: i32, hwpt: u32) -> Option<u64> {
+        match s.files.get(&fd) {
+            Some(File::Iommufd(ctx)) => match ctx.objects.get(&hwpt) {
+                Some(Obj::Hwpt(Hwpt::Nested { ste, .. })) => {
+                    Some(if ste[0] & STE0_V == 0 { STE_CFG_ABORT } else { (ste[0] & STE0_CFG_MASK) >> STE0_CFG_SHIFT })
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl State {
+    /// Whether the device's MSI writes reach the ITS: attached, and not through an aborting
+    /// nested STE.
+    pub(super) fn delivers_msi(&self, d: &super::vfio::DeviceState) -> bool {
+        match d.attachment() {
+            Some((fd, hwpt)) => Sim::nested_cfg(self, fd, hwpt) != Some(STE_CFG_ABORT),
+            None => false,
+        }
+    }
+}
+
+/// `iopt_alloc_iova`: the lowest hole (from one page up) that fits `length` at the
+/// alignment the user address already has (capped at a page without huge pages).
+fn alloc_iova(
+    page: u64,
+    resv: &[(u64, u64)],
+    areas: &[(u64, u64)],
+    allowed: &[(u64, u64)],
+    addr: u64,
+    length: u64,
+) -> Result<u64, Errno> {
+    if length == 0 || length >= u64::MAX / 2 {
+        return Err(Errno::EOVERFLOW);
+    }
+    let page_offset = addr % page;
+    let mut align = length.next_power_of_two();
+    if addr != 0 {
+        align = align.min(1 << addr.trailing_zeros());
+    }
+    align = align.min(page);
+    if align < page {
+        return Err(Errno::EINVAL);
+    }
+    let spans = if allowed.is_empty() { vec![(page, u64::MAX - page)] } else { allowed.to_vec() };
+    let mut used: Vec<(u64, u64)> = resv.iter().chain(areas).copied().collect();
+    used.sort_unstable();
+    for (lo, hi) in spans {
+        let lo = lo.max(page);
+        let hi = hi.min(u64::MAX - page);
+        if lo > hi {
+            continue;
+        }
+        for (hs, he) in holes(used.clone(), lo, hi) {
+            let start = (hs.saturating_add(align - 1) & !(align - 1)) | page_offset;
+            if start >= hs && start.checked_add(length - 1).is_some_and(|end| end <= he) {
+                return Ok(start);
+            }
+        }
+    }
+    Err(Errno::ENOSPC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holes;
+
+    #[test]
+    fn holes_between_taken_ranges() {
+        assert_eq!(holes(vec![], 0, u64::MAX), vec![(0, u64::MAX)]);
+        assert_eq!(
+            holes(vec![(0x800_0000, 0x80f_ffff), (1 << 48, u64::MAX)], 0, u64::MAX),
+            vec![(0, 0x7ff_ffff), (0x810_0000, (1 << 48) - 1)]
+        );
+        assert_eq!(holes(vec![(0, 9), (5, 20)], 0, 30), vec![(21, 30)]);
+    }
+}
