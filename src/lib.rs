@@ -8,7 +8,13 @@
 
 pub mod error;
 pub mod ids;
+mod objects;
 pub mod seam;
 
 pub use error::{Errno, Error, Feature, Op, Result};
 pub use ids::{DeviceId, HwptId, IoasId, VdeviceId, ViommuId, VeventqId};
+pub use objects::{
+    Device, DeviceInfo, HwInfo, Hwpt, Ioas, Iommufd, IovaRange, IrqInfo, Prot, RegionInfo, Smmuv3Info, Ste,
+    Vdevice, Vevent, Veventq, Viommu,
+};
+pub use seam::{DmaMemory, MmioRegion};

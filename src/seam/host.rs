@@ -11,7 +11,7 @@ use vmsi_sys::iommufd as i;
 use vmsi_sys::ioctl as nr;
 use vmsi_sys::vfio as v;
 
-use super::{IrqData, IrqSetHeader, Kernel, KernelFd, MmioRegion, SET_IRQS_STACK_ENTRIES};
+use super::{IrqData, IrqSetHeader, Kernel, KernelFd, MmioRegion, SET_IRQS_STACK_ENTRIES, UapiArg};
 use crate::error::Errno;
 use crate::seam::DmaMemory;
 
@@ -31,7 +31,8 @@ unsafe fn ioctl_ptr<T>(fd: RawFd, req: u32, arg: *mut T) -> Result<(), Errno> {
 }
 
 /// Calls `ioctl_ptr` on an argument that is a plain uAPI struct with no pointer fields in use.
-fn ioctl_plain<T>(fd: KernelFd, req: u32, arg: &mut T) -> Result<(), Errno> {
+fn ioctl_plain<T: UapiArg>(fd: KernelFd, req: u32, arg: &mut T) -> Result<(), Errno> {
+    arg.check_declared_size()?;
     // SAFETY: `arg` is an exclusive reference to a complete #[repr(C)] uAPI structure that
     // outlives the call; any pointer fields were set by the caller of this function to
     // buffers that also outlive the call (see each use).
@@ -94,6 +95,7 @@ impl Kernel for Host {
         if !in_bounds {
             return Err(Errno::EFAULT);
         }
+        arg.check_declared_size()?;
         arg.user_va = mem.addr() + offset as u64;
         // SAFETY: the range lies inside `mem`, which is accessed only by volatile copies and
         // whose pages stay pinned by the kernel (not reused by this process) after `mem` is
@@ -106,6 +108,7 @@ impl Kernel for Host {
         iommufd: KernelFd,
         arg: &mut i::iommu_ioas_map,
     ) -> Result<(), Errno> {
+        arg.check_declared_size()?;
         // SAFETY: the caller guarantees the user range (see the trait's # Safety).
         unsafe { ioctl_ptr(iommufd.0, nr::IOMMU_IOAS_MAP, arg as *mut _) }
     }
@@ -363,4 +366,11 @@ fn as_bytes_mut(words: &mut [u64]) -> &mut [u8] {
     // SAFETY: u8 has no alignment or validity requirements and the byte view covers exactly
     // the words' storage, borrowed exclusively for the same lifetime.
     unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), len) }
+}
+
+/// `iommu_hw_info.in_data_type` / `out_data_type` (one union; both members are `u32`).
+pub fn hw_info_data_type(arg: &i::iommu_hw_info) -> u32 {
+    // SAFETY: both members of the union are u32 at offset 0 of it, so every bit pattern is a
+    // valid value of the member read.
+    unsafe { arg.__bindgen_anon_1.in_data_type }
 }

@@ -22,7 +22,7 @@ mod host;
 mod mem;
 mod sim;
 
-pub use host::Host;
+pub use host::{Host, hw_info_data_type};
 pub use mem::{DmaMemory, MmioRegion};
 pub use sim::{Sim, SimConfig, SimDevice, SimStats};
 
@@ -255,6 +255,42 @@ pub trait Kernel: Send + Sync + std::fmt::Debug {
     fn device_mmap(&self, device: KernelFd, offset: u64, len: usize)
     -> Result<MmioRegion, Errno>;
 }
+
+/// A uAPI argument structure whose first field is its declared size (`size` for iommufd,
+/// `argsz` for VFIO).
+///
+/// Both backends refuse a declared size larger than the structure with `E2BIG` before the
+/// kernel sees it: the kernel may read, and for some calls write, up to the declared size,
+/// which must never reach past the caller's structure.
+pub trait UapiArg {
+    /// The size the structure declares.
+    fn declared_size(&self) -> u32;
+
+    /// `E2BIG` if the declared size exceeds the structure.
+    fn check_declared_size(&self) -> Result<(), Errno>
+    where
+        Self: Sized,
+    {
+        if self.declared_size() as usize > size_of::<Self>() { Err(Errno::E2BIG) } else { Ok(()) }
+    }
+}
+
+macro_rules! uapi_arg {
+    ($field:ident: $($t:ty),*) => {$(
+        impl UapiArg for $t {
+            fn declared_size(&self) -> u32 {
+                self.$field
+            }
+        }
+    )*};
+}
+
+uapi_arg!(size: i::iommu_destroy, i::iommu_ioas_alloc, i::iommu_ioas_map, i::iommu_ioas_map_file,
+    i::iommu_ioas_unmap, i::iommu_ioas_copy, i::iommu_ioas_iova_ranges, i::iommu_ioas_allow_iovas,
+    i::iommu_option, i::iommu_hwpt_alloc, i::iommu_hw_info, i::iommu_hwpt_invalidate,
+    i::iommu_viommu_alloc, i::iommu_vdevice_alloc, i::iommu_veventq_alloc);
+uapi_arg!(argsz: v::vfio_device_bind_iommufd, v::vfio_device_attach_iommufd_pt,
+    v::vfio_device_detach_iommufd_pt, v::vfio_device_info, v::vfio_region_info, v::vfio_irq_info);
 
 /// `VFIO_DEVICE_SET_IRQS` arguments with at most this many entries live on the stack.
 pub const SET_IRQS_STACK_ENTRIES: usize = 32;

@@ -4,11 +4,14 @@
 #   usage: tests/rig/cross.sh [CRATE_DIR]   (default: the repository root)
 #   stdout: one line per test executable: NAME<TAB>PATH
 #           NAME = <package>.lib (the lib's unit tests) or <package>.<test> (tests/<test>.rs)
-# env: RIG_RUST=auto|rustup|debian (default auto), RIG_BUILD
+# env: RIG_RUST=auto|rustup|debian (default auto), RIG_LIBC=musl|gnu (default musl), RIG_BUILD
 #
-# auto/rustup: 'rustup target add aarch64-unknown-linux-musl' for the crate's own
-#   toolchain (rust-toolchain.toml is honoured); musl is static by default and
-#   rust-lld (shipped with rustc) links it, so no C cross toolchain is involved.
+# auto/rustup: 'rustup target add aarch64-unknown-linux-$RIG_LIBC' for the crate's
+#   own toolchain (rust-toolchain.toml is honoured).  musl is static by default
+#   and rust-lld (shipped with rustc) links it, so no C cross toolchain is
+#   involved.  gnu is linked statically (+crt-static) by aarch64-linux-gnu-gcc;
+#   it is there to compare libc flavours (e.g. libc::ioctl's request type is
+#   c_ulong on glibc but c_int on musl).
 # debian: Debian's rustc-web (bookworm-security; it runs on a bookworm host) with
 #   its arm64 std, unpacked privately, targeting aarch64-unknown-linux-gnu with
 #   +crt-static and the host's aarch64-linux-gnu-gcc as linker.  auto falls back
@@ -32,7 +35,8 @@ debian_rustc() {
     rig_say "cross: downloading Debian rustc-web, ${rt%:amd64}, ${llvm%:amd64}, libstd-rust-web-dev (~130 MB)"
     rm -rf "$B/debs/rustc-web" "$RD"; mkdir -p "$B/debs/rustc-web" "$RD"
     (cd "$B/debs/rustc-web" && apt-get "${APT_O[@]}" download rustc-web "${rt%:amd64}:amd64" \
-      "${llvm%:amd64}:amd64" libstd-rust-web-dev:amd64 libstd-rust-web-dev:arm64 >&2)
+      "${llvm%:amd64}:amd64" libstd-rust-web-dev:amd64 libstd-rust-web-dev:arm64) 2>&1 |
+      { grep -v -e '^Get:' -e '^Fetched' >&2 || true; }
     for d in "$B"/debs/rustc-web/*.deb; do dpkg -x "$d" "$RD"; done
     # rustc finds its sysroot from its own path; it only needs its .so files found
     printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' \
@@ -42,27 +46,35 @@ debian_rustc() {
   export RUSTC=$RD/rustc
 }
 
-T=aarch64-unknown-linux-musl
+RIG_LIBC=${RIG_LIBC:-musl}
+T=aarch64-unknown-linux-$RIG_LIBC
 if [ "$RIG_RUST" != debian ]; then
-  if [ -d "$(rustc --print sysroot)/lib/rustlib/$T/lib" ] || rustup target add "$T" >&2; then
-    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+  if [ -d "$(rustc --print sysroot)/lib/rustlib/$T/lib" ] ||
+     rustup target add "$T" > "$B/rustup-target-add.log" 2>&1; then
+    :
   elif [ "$RIG_RUST" = rustup ]; then
-    rig_say "cross: rustup target add $T failed"; exit 1
+    rig_say "cross: rustup target add $T failed: $(head -2 "$B/rustup-target-add.log")"; exit 1
   else
-    rig_say "cross: rustup target add $T failed; falling back to Debian's rustc-web (gnu, static)"
+    rig_say "cross: rustup target add $T failed ($(head -1 "$B/rustup-target-add.log"));" \
+            "falling back to Debian's rustc-web (gnu, static)"
     RIG_RUST=debian
   fi
 fi
 if [ "$RIG_RUST" = debian ]; then
-  T=aarch64-unknown-linux-gnu
+  T=aarch64-unknown-linux-gnu   # Debian ships no musl std
   debian_rustc
+fi
+if [ "$T" = aarch64-unknown-linux-musl ]; then
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+else
   export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
   export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
   export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 fi
 
 # A target dir of our own per crate: host builds in ./target are never disturbed.
-export CARGO_TARGET_DIR=$B/cargo/$(basename "$CRATE")-$(echo "$CRATE" | sha256sum | cut -c1-8)
+CARGO_TARGET_DIR=$B/cargo/$(basename "$CRATE")-$(echo "$CRATE" | sha256sum | cut -c1-8)
+export CARGO_TARGET_DIR
 rig_say "cross: $CRATE -> $T with $(${RUSTC:-rustc} --version)"
 json=$CARGO_TARGET_DIR/rig-artifacts.json
 mkdir -p "$CARGO_TARGET_DIR"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # (variables here are used by the sourcing scripts)
 # Shared settings for the rig scripts (sourced, not executed).
 #
 # Everything big (Debian packages, kernel sources and builds, QEMU, images, logs)

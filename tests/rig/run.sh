@@ -8,7 +8,7 @@
 #          RIG_BUILD=DIR           cache root (default ~/.cache/vmsi-rig)
 #          RIG_CRATE=DIR           crate/workspace whose tests run (default: this repository)
 #          BOOT_TIMEOUT=SECONDS    per boot (default 900)
-#          RIG_RUST=auto|rustup|debian  how to cross-compile (see cross.sh)
+#          RIG_RUST=auto|rustup|debian, RIG_LIBC=musl|gnu  how to cross-compile (see cross.sh)
 #
 # Steps: host packages, kernel (kernel/build.sh), QEMU + firmware (qemu.sh),
 # tests for aarch64 (cross.sh), initramfs (initramfs.sh), then one boot per mode,
@@ -42,7 +42,7 @@ rig_say "kernel: $K ($(since "$t") s)"
 "$HERE/qemu.sh"
 W=$B/run; mkdir -p "$W" "$B/logs"
 t=$EPOCHREALTIME
-"$HERE/cross.sh" "$CRATE" > "$W/manifest.tsv"
+"$HERE/cross.sh" "$CRATE" > "$W/manifest.tsv" || { echo "rig: FAIL building the tests for aarch64"; exit 1; }
 n_exec=$(wc -l < "$W/manifest.tsv")
 rig_say "cross: $n_exec test executables ($(since "$t") s): $(cut -f1 "$W/manifest.tsv" | tr '\n' ' ')"
 "$HERE/initramfs.sh" "$W/manifest.tsv" "$W/initramfs.cpio.gz"

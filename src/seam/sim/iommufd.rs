@@ -13,6 +13,9 @@ use crate::seam::KernelFd;
 #[derive(Debug, Default)]
 pub(in crate::seam) struct Ctx {
     pub(super) objects: BTreeMap<u32, Obj>,
+    /// The file was closed while devices still held the context (the kernel keeps it until
+    /// they unbind); ioctls on the closed fd see EBADF.
+    pub(super) closed: bool,
 }
 
 #[derive(Debug)]
@@ -23,13 +26,15 @@ pub(super) enum Obj {
     Device(usize),
     Viommu { hwpt: u32 },
     Vdevice { viommu: u32, idev: u32, virt_id: u64 },
+    /// A vDEVICE destroyed by its device's unbind: the id stays taken until close.
+    Tombstone,
     Veventq { viommu: u32, fd: i32 },
 }
 
 #[derive(Debug, Default)]
 pub(super) struct Ioas {
-    /// Areas by first IOVA: (last IOVA, user address).
-    areas: BTreeMap<u64, (u64, u64)>,
+    /// Areas by first IOVA: (last IOVA, user address, writable).
+    areas: BTreeMap<u64, (u64, u64, bool)>,
     /// `IOMMU_IOAS_ALLOW_IOVAS` ranges (inclusive); empty allows everything.
     allowed: Vec<(u64, u64)>,
 }
@@ -53,6 +58,12 @@ const STE0_ALLOWED: u64 = STE0_V | STE0_CFG_MASK | (0x3 << 4) | (((1u64 << 50) -
 const STE1_ALLOWED: u64 = 0x3 | (0x3 << 2) | (0x3 << 4) | (0x3 << 6) | (1 << 27) | (0x3 << 28);
 
 impl Ctx {
+    pub(super) fn veventq_file_closed(&mut self, id: u32) {
+        if let Some(Obj::Veventq { fd, .. }) = self.objects.get_mut(&id) {
+            *fd = -1;
+        }
+    }
+
     pub(super) fn area_count(&self) -> usize {
         self.objects
             .values()
@@ -140,6 +151,16 @@ fn reserved(sim: &Sim, s: &State, fd: i32, ctx: &Ctx, ioas: u32) -> Vec<(u64, u6
     r
 }
 
+/// `iopt->iova_alignment`: 1 until a domain (any paging HWPT) exists on the IOAS, then the
+/// SMMU's smallest page.
+fn iova_alignment(sim: &Sim, ctx: &Ctx, ioas: u32) -> u64 {
+    let has_domain = ctx
+        .objects
+        .values()
+        .any(|o| matches!(o, Obj::Hwpt(Hwpt::Paging { ioas: a, .. }) if *a == ioas));
+    if has_domain { sim.config.page_size } else { 1 }
+}
+
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 <= b.1 && b.0 <= a.1
 }
@@ -169,12 +190,12 @@ fn holes(mut taken: Vec<(u64, u64)>, lo: u64, hi: u64) -> Vec<(u64, u64)> {
     out
 }
 
+/// The seam's size rule (`UapiArg`), then the kernel's minimum size.
 fn check_size(size: u32, min: usize, full: usize) -> Result<(), Errno> {
-    if (size as usize) < min {
-        Err(Errno::EINVAL)
-    } else if size as usize > full {
-        // The seam never lets the kernel read past the caller's structure.
+    if size as usize > full {
         Err(Errno::E2BIG)
+    } else if (size as usize) < min {
+        Err(Errno::EINVAL)
     } else {
         Ok(())
     }
@@ -193,15 +214,20 @@ impl Sim {
         Ok(s.new_fd(File::Iommufd(Ctx::default())))
     }
 
-    /// Closing an iommufd destroys everything in it; devices bound to it are unbound.
-    pub(super) fn close_iommufd(s: &mut State, fd: i32, ctx: Ctx) {
-        for d in &mut s.devices {
-            d.unbind_if(fd);
+    /// Closing an iommufd destroys everything in it once nothing else holds the context:
+    /// bound devices keep it alive (closed to ioctls) until they unbind.
+    pub(super) fn close_iommufd(s: &mut State, fd: i32, mut ctx: Ctx) {
+        if s.devices.iter().any(|d| d.bound_to(fd)) {
+            ctx.closed = true;
+            s.files.insert(fd, File::Iommufd(ctx));
         }
-        for obj in ctx.objects.values() {
-            if let Obj::Veventq { fd: q, .. } = obj {
-                s.files.remove(q);
-            }
+    }
+
+    /// Frees a closed context that its last device just left.
+    pub(super) fn release_if_orphan(s: &mut State, fd: i32) {
+        let orphan = matches!(s.files.get(&fd), Some(File::Iommufd(c)) if c.closed);
+        if orphan && !s.devices.iter().any(|d| d.bound_to(fd)) {
+            s.files.remove(&fd);
         }
     }
 
@@ -212,9 +238,13 @@ impl Sim {
         let s = &mut *s;
         let ctx = s.ctx_mut(fd)?;
         let obj = ctx.objects.get(&arg.id).ok_or(Errno::ENOENT)?;
-        // A bound device is held by VFIO; an auto HWPT by the devices attached to it.
-        if matches!(obj, Obj::Device(_)) {
-            return Err(Errno::EBUSY);
+        match obj {
+            Obj::Tombstone => return Err(Errno::ENOENT),
+            // A bound device is held by VFIO.
+            Obj::Device(_) => return Err(Errno::EBUSY),
+            // The queue's open file holds it.
+            Obj::Veventq { fd: q, .. } if *q >= 0 => return Err(Errno::EBUSY),
+            _ => {}
         }
         let ctx = match s.files.get(&fd.0) {
             Some(File::Iommufd(c)) => c,
@@ -223,10 +253,7 @@ impl Sim {
         if ctx.users(arg.id, s, fd.0) > 0 {
             return Err(Errno::EBUSY);
         }
-        let ctx = s.ctx_mut(fd)?;
-        if let Some(Obj::Veventq { fd: q, .. }) = ctx.objects.remove(&arg.id) {
-            s.files.remove(&q);
-        }
+        s.ctx_mut(fd)?.objects.remove(&arg.id);
         Ok(())
     }
 
@@ -241,7 +268,9 @@ impl Sim {
         Ok(())
     }
 
-    /// `IOMMU_IOAS_MAP` / `MAP_FILE` after their own argument checks.
+    /// `IOMMU_IOAS_MAP` / `MAP_FILE` / `COPY` after their own argument checks
+    /// (`iopt_map_common`: alignment, then the fixed-IOVA checks or the allocator).
+    #[allow(clippy::too_many_arguments)]
     fn map_area(
         &self,
         s: &mut State,
@@ -259,14 +288,15 @@ impl Sim {
             None => return Err(Errno::EBADF),
         };
         let a = ctx.ioas(ioas)?;
-        let resv = reserved(self, s, fd.0, ctx, ioas);
-        let areas: Vec<(u64, u64)> = a.areas.iter().map(|(s, (l, _))| (*s, *l)).collect();
-        if length == 0 {
+        let align = iova_alignment(self, ctx, ioas);
+        if length == 0 || length % align != 0 {
             return Err(Errno::EINVAL);
         }
+        let resv = reserved(self, s, fd.0, ctx, ioas);
+        let areas: Vec<(u64, u64)> = a.areas.iter().map(|(s, (l, _, _))| (*s, *l)).collect();
         if flags & n::IOMMU_IOAS_MAP_FIXED_IOVA != 0 {
-            // iopt_check_iova
-            if *iova & (page - 1) != 0 {
+            // iopt_check_iova; the allowed list does not apply to fixed IOVAs.
+            if *iova & (align - 1) != 0 {
                 return Err(Errno::EINVAL);
             }
             let last = iova.checked_add(length - 1).ok_or(Errno::EOVERFLOW)?;
@@ -276,19 +306,17 @@ impl Sim {
             if areas.iter().any(|r| overlaps(*r, (*iova, last))) {
                 return Err(Errno::EEXIST);
             }
-            if !a.allowed.is_empty() && !a.allowed.iter().any(|r| r.0 <= *iova && last <= r.1) {
-                return Err(Errno::EINVAL);
-            }
         } else {
-            *iova = alloc_iova(page, &resv, &areas, &a.allowed, addr, length)?;
+            *iova = alloc_iova(page, align, &resv, &areas, &a.allowed, addr, length)?;
         }
         // iopt_insert_area: the offset into the first page must be IOVA-aligned.
-        if (addr % page) & (page - 1) != 0 {
+        if (addr % page) & (align - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         let last = *iova + length - 1;
+        let writable = flags & n::IOMMU_IOAS_MAP_WRITEABLE != 0;
         let ctx = s.ctx_mut(fd)?;
-        ctx.ioas_mut(ioas)?.areas.insert(*iova, (last, addr));
+        ctx.ioas_mut(ioas)?.areas.insert(*iova, (last, addr, writable));
         Ok(())
     }
 
@@ -300,10 +328,18 @@ impl Sim {
         if arg.flags & !known != 0 || arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        if arg.iova >= u64::MAX || arg.length >= u64::MAX {
+        if arg.iova == u64::MAX || arg.length == u64::MAX {
             return Err(Errno::EOVERFLOW);
         }
         if arg.flags & (n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE) == 0 {
+            return Err(Errno::EINVAL);
+        }
+        s.ctx_mut(fd)?.ioas(arg.ioas_id)?;
+        // iopt_alloc_user_pages
+        if arg.user_va.checked_add(arg.length).is_none() {
+            return Err(Errno::EOVERFLOW);
+        }
+        if arg.length == 0 || arg.length > u64::MAX - self.config.page_size {
             return Err(Errno::EINVAL);
         }
         let mut iova = arg.iova;
@@ -320,11 +356,18 @@ impl Sim {
         if arg.flags & !known != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        if arg.iova >= u64::MAX || arg.length >= u64::MAX {
+        if arg.iova == u64::MAX || arg.length == u64::MAX {
             return Err(Errno::EOVERFLOW);
         }
         if arg.flags & (n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE) == 0 {
             return Err(Errno::EINVAL);
+        }
+        s.ctx_mut(fd)?.ioas(arg.ioas_id)?;
+        if arg.length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if arg.start.checked_add(arg.length - 1).is_none() {
+            return Err(Errno::EOVERFLOW);
         }
         let mut iova = arg.iova;
         // A file mapping behaves as an address mapping whose "address" is the file offset.
@@ -341,7 +384,7 @@ impl Sim {
         let (first, last) = if arg.iova == 0 && arg.length == u64::MAX {
             (0, u64::MAX)
         } else {
-            if arg.iova >= u64::MAX || arg.length >= u64::MAX {
+            if arg.iova == u64::MAX || arg.length == u64::MAX {
                 return Err(Errno::EOVERFLOW);
             }
             if arg.length == 0 {
@@ -351,8 +394,12 @@ impl Sim {
         };
         // Areas are removed in order until one sticks out of the range: like the kernel, the
         // areas before it stay unmapped and the call fails with ENOENT.
-        let hit: Vec<(u64, u64)> =
-            a.areas.range(..=last).filter(|(s, (l, _))| **s <= last && *l >= first).map(|(s, (l, _))| (*s, *l)).collect();
+        let hit: Vec<(u64, u64)> = a
+            .areas
+            .range(..=last)
+            .filter(|(s, (l, _, _))| **s <= last && *l >= first)
+            .map(|(s, (l, _, _))| (*s, *l))
+            .collect();
         let mut unmapped = 0u64;
         for (start, end) in hit {
             if start < first || end > last {
@@ -376,9 +423,13 @@ impl Sim {
         if arg.flags & !known != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        if arg.length >= u64::MAX || arg.src_iova >= u64::MAX || arg.dst_iova >= u64::MAX {
+        if arg.length == u64::MAX || arg.src_iova == u64::MAX || arg.dst_iova == u64::MAX {
             return Err(Errno::EOVERFLOW);
         }
+        if arg.flags & (n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE) == 0 {
+            return Err(Errno::EINVAL);
+        }
+        s.ctx_mut(fd)?.ioas(arg.src_ioas_id)?;
         if arg.length == 0 {
             return Err(Errno::EINVAL);
         }
@@ -387,7 +438,8 @@ impl Sim {
         let src = s.ctx_mut(fd)?.ioas(arg.src_ioas_id)?;
         let mut at = arg.src_iova;
         let mut addr = None;
-        for (start, (last, va)) in src.areas.range(..=src_last) {
+        let mut writable = true;
+        for (start, (last, va, w)) in src.areas.range(..=src_last) {
             if *last < arg.src_iova {
                 continue;
             }
@@ -395,10 +447,15 @@ impl Sim {
                 return Err(Errno::ENOENT);
             }
             addr.get_or_insert(va + (arg.src_iova - start));
+            writable &= *w;
             at = last.saturating_add(1);
         }
         if addr.is_none() || at <= src_last {
             return Err(Errno::ENOENT);
+        }
+        s.ctx_mut(fd)?.ioas(arg.dst_ioas_id)?;
+        if arg.flags & n::IOMMU_IOAS_MAP_WRITEABLE != 0 && !writable {
+            return Err(Errno::EPERM);
         }
         let mut iova = arg.dst_iova;
         self.map_area(&mut s, fd, arg.dst_ioas_id, arg.flags, &mut iova, arg.length, addr.unwrap_or(0))?;
@@ -430,7 +487,7 @@ impl Sim {
             out[k] = i::iommu_iova_range { start: *a, last: *b };
         }
         arg.num_iovas = ranges.len() as u32;
-        arg.out_iova_alignment = self.config.page_size;
+        arg.out_iova_alignment = iova_alignment(self, ctx, arg.ioas_id);
         if ranges.len() > max { Err(Errno::EMSGSIZE) } else { Ok(()) }
     }
 
@@ -446,25 +503,25 @@ impl Sim {
         if arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        let want: Vec<(u64, u64)> =
-            ranges.iter().take(arg.num_iovas as usize).map(|r| (r.start, r.last)).collect();
         if (arg.num_iovas as usize) > ranges.len() {
             return Err(Errno::EFAULT);
-        }
-        for (k, r) in want.iter().enumerate() {
-            if r.0 > r.1 || want[..k].iter().any(|o| overlaps(*o, *r)) {
-                return Err(Errno::EINVAL);
-            }
         }
         let ctx = match s.files.get(&fd.0) {
             Some(File::Iommufd(c)) => c,
             Some(_) => return Err(Errno::ENOTTY),
             None => return Err(Errno::EBADF),
         };
-        let a = ctx.ioas(arg.ioas_id)?;
-        // Existing areas must stay inside the new allowed set.
-        let inside = |(s, l): (u64, u64)| want.is_empty() || want.iter().any(|r| r.0 <= s && l <= r.1);
-        if !a.areas.iter().all(|(s, (l, _))| inside((*s, *l))) {
+        ctx.ioas(arg.ioas_id)?;
+        let want: Vec<(u64, u64)> =
+            ranges.iter().take(arg.num_iovas as usize).map(|r| (r.start, r.last)).collect();
+        for (k, r) in want.iter().enumerate() {
+            if r.0 >= r.1 || want[..k].iter().any(|o| overlaps(*o, *r)) {
+                return Err(Errno::EINVAL);
+            }
+        }
+        // Allowed ranges may not cover reserved ones; existing areas are not checked.
+        let resv = reserved(self, &s, fd.0, ctx, arg.ioas_id);
+        if want.iter().any(|w| resv.iter().any(|r| overlaps(*w, *r))) {
             return Err(Errno::EADDRINUSE);
         }
         s.ctx_mut(fd)?.ioas_mut(arg.ioas_id)?.allowed = want;
@@ -492,6 +549,9 @@ impl Sim {
                 }
                 if set {
                     // Changing the accounting mode needs CAP_SYS_RESOURCE; Sim grants it.
+                    if !ctx.objects.is_empty() {
+                        return Err(Errno::EBUSY);
+                    }
                     if arg.val64 > 1 {
                         return Err(Errno::EINVAL);
                     }
@@ -524,61 +584,79 @@ impl Sim {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_HWPT_ALLOC")?;
         check_size(arg.size, min_size!(i::iommu_hwpt_alloc, __reserved), size_of::<i::iommu_hwpt_alloc>())?;
-        if arg.__reserved != 0 || arg.__reserved2 != 0 {
+        if arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
+        let none = arg.data_type == n::IOMMU_HWPT_DATA_NONE;
+        if none == (arg.data_len != 0) {
+            return Err(Errno::EINVAL);
+        }
+        let data = &data[..(arg.data_len as usize).min(data.len())];
         let s = &mut *s;
         let ctx = s.ctx_mut(fd)?;
-        let dev = match ctx.objects.get(&arg.dev_id) {
-            Some(Obj::Device(d)) => *d,
-            _ => return Err(Errno::ENOENT),
-        };
-        let _ = dev;
-        let data = &data[..(arg.data_len as usize).min(data.len())];
+        if !matches!(ctx.objects.get(&arg.dev_id), Some(Obj::Device(_))) {
+            return Err(Errno::ENOENT);
+        }
+        const FAULT_ID_VALID: u32 = 1 << 2;
+        const PASID: u32 = 1 << 3;
         let hwpt = match ctx.objects.get(&arg.pt_id) {
+            None => return Err(Errno::EINVAL),
             Some(Obj::Ioas(_)) => {
-                if arg.data_type != n::IOMMU_HWPT_DATA_NONE {
-                    return Err(Errno::EINVAL);
-                }
-                let known = n::IOMMU_HWPT_ALLOC_NEST_PARENT | n::IOMMU_HWPT_ALLOC_DIRTY_TRACKING;
+                let known = n::IOMMU_HWPT_ALLOC_NEST_PARENT | n::IOMMU_HWPT_ALLOC_DIRTY_TRACKING | FAULT_ID_VALID | PASID;
                 if arg.flags & !known != 0 {
                     return Err(Errno::EOPNOTSUPP);
                 }
-                let nest_parent = arg.flags & n::IOMMU_HWPT_ALLOC_NEST_PARENT != 0;
-                if nest_parent && !self.config.nesting {
+                // QEMU's SMMUv3 has no HTTU (dirty tracking) and no PASID; SMMUv3 takes no
+                // driver data for a paging domain.
+                let nest_parent = arg.flags == n::IOMMU_HWPT_ALLOC_NEST_PARENT;
+                if !(arg.flags == 0 || nest_parent) || !none || (nest_parent && !self.config.nesting) {
                     return Err(Errno::EOPNOTSUPP);
                 }
-                if arg.flags & n::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 {
-                    // QEMU's SMMUv3 has no HTTU.
-                    return Err(Errno::EOPNOTSUPP);
+                // iopt_table_add_domain: the aperture is reserved and the alignment becomes
+                // the page size; existing areas must fit both.
+                let a = ctx.ioas(arg.pt_id)?;
+                let end = if self.config.ias_bits < 64 { (1u64 << self.config.ias_bits) - 1 } else { u64::MAX };
+                let page = self.config.page_size;
+                if a.areas.iter().any(|(s, (l, va, _))| *l > end || s % page != 0 || (l + 1) % page != 0 || va % page != 0)
+                    || a.allowed.iter().any(|r| r.1 > end)
+                {
+                    return Err(Errno::EADDRINUSE);
                 }
                 Hwpt::Paging { ioas: arg.pt_id, nest_parent, auto: false }
             }
+            // SMMUv3 nests only through a vIOMMU (no domain_alloc_nested).
+            Some(Obj::Hwpt(Hwpt::Paging { .. })) => return Err(Errno::EOPNOTSUPP),
             Some(Obj::Viommu { .. }) => {
-                if arg.flags != 0 {
+                if arg.flags & !(FAULT_ID_VALID | PASID) != 0 || data.is_empty() || arg.flags & PASID != 0 {
                     return Err(Errno::EOPNOTSUPP);
                 }
-                if arg.data_type != n::IOMMU_HWPT_DATA_ARM_SMMUV3 || data.len() < 16 {
+                if arg.data_type != n::IOMMU_HWPT_DATA_ARM_SMMUV3 || data.len() != 16 {
                     return Err(Errno::EINVAL);
                 }
                 let w = |k: usize| u64::from_le_bytes(data[k * 8..k * 8 + 8].try_into().unwrap_or([0; 8]));
-                let ste = [w(0), w(1)];
-                if ste[0] & !STE0_ALLOWED != 0 || ste[1] & !STE1_ALLOWED != 0 {
-                    return Err(Errno::EIO);
-                }
-                if ste[0] & STE0_V != 0 {
+                let mut ste = [w(0), w(1)];
+                if ste[0] & STE0_V == 0 {
+                    // An invalid STE is accepted and zeroed: it aborts.
+                    ste = [0, 0];
+                } else {
                     let cfg = (ste[0] & STE0_CFG_MASK) >> STE0_CFG_SHIFT;
-                    if ![STE_CFG_ABORT, STE_CFG_BYPASS, STE_CFG_S1].contains(&cfg) {
+                    let eats = (ste[1] >> 28) & 0x3;
+                    if ste[0] & !STE0_ALLOWED != 0
+                        || ste[1] & !STE1_ALLOWED != 0
+                        || ![STE_CFG_ABORT, STE_CFG_BYPASS, STE_CFG_S1].contains(&cfg)
+                        || eats > 1
+                    {
                         return Err(Errno::EIO);
                     }
                 }
                 Hwpt::Nested { viommu: arg.pt_id, ste }
             }
-            // A nest parent without a vIOMMU: SMMUv3 only nests through a vIOMMU.
-            Some(Obj::Hwpt(Hwpt::Paging { nest_parent: true, .. })) => return Err(Errno::EOPNOTSUPP),
             Some(_) => return Err(Errno::EINVAL),
-            None => return Err(Errno::ENOENT),
         };
+        if arg.flags & FAULT_ID_VALID != 0 {
+            // No fault queues are modelled.
+            return Err(Errno::ENOENT);
+        }
         arg.out_hwpt_id = s.ctx_mut(fd)?.insert(Obj::Hwpt(hwpt));
         Ok(())
     }
@@ -587,12 +665,17 @@ impl Sim {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_GET_HW_INFO")?;
         check_size(arg.size, min_size!(i::iommu_hw_info, __reserved), size_of::<i::iommu_hw_info>())?;
-        if arg.flags != 0 || arg.__reserved != [0; 3] {
+        const INPUT_TYPE: u32 = 1;
+        if arg.flags & !INPUT_TYPE != 0 || arg.__reserved != [0; 3] {
             return Err(Errno::EOPNOTSUPP);
         }
+        let in_type = if arg.flags & INPUT_TYPE != 0 { crate::seam::host::hw_info_data_type(arg) } else { 0 };
         let ctx = s.ctx_mut(fd)?;
         if !matches!(ctx.objects.get(&arg.dev_id), Some(Obj::Device(_))) {
             return Err(Errno::ENOENT);
+        }
+        if in_type != 0 && in_type != n::IOMMU_HW_INFO_TYPE_ARM_SMMUV3 {
+            return Err(Errno::EOPNOTSUPP);
         }
         // struct iommu_hw_info_arm_smmuv3: flags, reserved, idr[6], iidr, aidr.
         let mut info = [0u8; 40];
@@ -606,7 +689,9 @@ impl Sim {
         data[n..asked].fill(0);
         arg.data_len = info.len() as u32;
         arg.__bindgen_anon_1.out_data_type = n::IOMMU_HW_INFO_TYPE_ARM_SMMUV3;
-        arg.out_capabilities = n::IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED as u64;
+        if arg.size as usize >= size_of::<i::iommu_hw_info>() {
+            arg.out_capabilities = n::IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED as u64;
+        }
         arg.out_max_pasid_log2 = 0;
         Ok(())
     }
@@ -615,15 +700,13 @@ impl Sim {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_HWPT_INVALIDATE")?;
         check_size(arg.size, min_size!(i::iommu_hwpt_invalidate, __reserved), size_of::<i::iommu_hwpt_invalidate>())?;
+        // The structure is written back on every path: entry_num is the number handled.
         let requested = arg.entry_num;
         arg.entry_num = 0;
         if arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        if requested == 0 {
-            return Ok(());
-        }
-        if arg.entry_len == 0 {
+        if requested != 0 && (arg.entry_len == 0 || arg.entry_len as u64 > self.config.page_size || requested > 1 << 19) {
             return Err(Errno::EINVAL);
         }
         let ctx = s.ctx_mut(fd)?;
@@ -633,13 +716,12 @@ impl Sim {
             Some(_) => return Err(Errno::EINVAL),
             None => return Err(Errno::ENOENT),
         }
-        if arg.data_type != n::IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 {
+        // arm_vsmmu_cache_invalidate
+        if arg.data_type != n::IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 || requested == 0 {
             return Err(Errno::EINVAL);
         }
-        if arg.entry_len as usize != 16 {
-            return Err(Errno::EINVAL);
-        }
-        if (requested as usize).saturating_mul(16) > entries.len() {
+        let len = arg.entry_len as usize;
+        if (requested as usize).saturating_mul(len) > entries.len() {
             return Err(Errno::EFAULT);
         }
         let vsids: Vec<u64> = ctx
@@ -651,11 +733,19 @@ impl Sim {
             })
             .collect();
         for k in 0..requested as usize {
-            let cmd0 = u64::from_le_bytes(entries[k * 16..k * 16 + 8].try_into().unwrap_or([0; 8]));
-            let opcode = cmd0 & 0xff;
-            // TLBI_NH_ALL 0x10, TLBI_NH_ASID 0x11, TLBI_NH_VA 0x12, TLBI_NH_VAA 0x13,
-            // TLBI_NSNH_ALL 0x30: no SID. CFGI_CD 0x05, CFGI_CD_ALL 0x06, ATC_INV 0x40: vSID.
-            let ok = match opcode {
+            let e = &entries[k * len..(k + 1) * len];
+            // copy_struct_from_user: shorter entries are zero-extended, longer ones must be
+            // zero past 16 bytes.
+            if e.len() > 16 && e[16..].iter().any(|b| *b != 0) {
+                return Err(Errno::E2BIG);
+            }
+            let mut cmd = [0u8; 8];
+            let n = e.len().min(8);
+            cmd[..n].copy_from_slice(&e[..n]);
+            let cmd0 = u64::from_le_bytes(cmd);
+            // TLBI_NH_ALL/ASID/VA/VAA and NSNH_ALL carry no SID; CFGI_CD(_ALL) and ATC_INV
+            // carry a vSID that must belong to a vDEVICE of this vIOMMU.
+            let ok = match cmd0 & 0xff {
                 0x10..=0x13 | 0x30 => true,
                 0x05 | 0x06 | 0x40 => vsids.contains(&(cmd0 >> 32)),
                 _ => false,
@@ -679,13 +769,14 @@ impl Sim {
         if !matches!(ctx.objects.get(&arg.dev_id), Some(Obj::Device(_))) {
             return Err(Errno::ENOENT);
         }
-        match ctx.objects.get(&arg.hwpt_id) {
-            Some(Obj::Hwpt(Hwpt::Paging { nest_parent: true, .. })) => {}
-            Some(Obj::Hwpt(_)) => return Err(Errno::EINVAL),
-            _ => return Err(Errno::ENOENT),
-        }
+        // arm_smmu_get_viommu_size: nesting, and CANWBS or S2FWB, for the SMMUv3 type only.
         if arg.type_ != n::IOMMU_VIOMMU_TYPE_ARM_SMMUV3 || !self.config.nesting || !self.config.canwbs {
             return Err(Errno::EOPNOTSUPP);
+        }
+        match ctx.objects.get(&arg.hwpt_id) {
+            Some(Obj::Hwpt(Hwpt::Paging { nest_parent: true, .. })) => {}
+            Some(Obj::Hwpt(Hwpt::Paging { .. })) => return Err(Errno::EINVAL),
+            _ => return Err(Errno::ENOENT),
         }
         arg.out_viommu_id = ctx.insert(Obj::Viommu { hwpt: arg.hwpt_id });
         Ok(())
@@ -695,9 +786,6 @@ impl Sim {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_VDEVICE_ALLOC")?;
         check_size(arg.size, min_size!(i::iommu_vdevice_alloc, virt_id), size_of::<i::iommu_vdevice_alloc>())?;
-        if arg.virt_id > u32::MAX as u64 {
-            return Err(Errno::EINVAL);
-        }
         let ctx = s.ctx_mut(fd)?;
         if !matches!(ctx.objects.get(&arg.viommu_id), Some(Obj::Viommu { .. })) {
             return Err(Errno::ENOENT);
@@ -705,12 +793,14 @@ impl Sim {
         if !matches!(ctx.objects.get(&arg.dev_id), Some(Obj::Device(_))) {
             return Err(Errno::ENOENT);
         }
-        for o in ctx.objects.values() {
-            if let Obj::Vdevice { viommu, idev, virt_id } = o {
-                if *idev == arg.dev_id || (*viommu == arg.viommu_id && *virt_id == arg.virt_id) {
-                    return Err(Errno::EEXIST);
-                }
-            }
+        let vdevs = || ctx.objects.values().filter_map(|o| match o {
+            Obj::Vdevice { viommu, idev, virt_id } => Some((*viommu, *idev, *virt_id)),
+            _ => None,
+        });
+        if vdevs().any(|(_, idev, _)| idev == arg.dev_id)
+            || vdevs().any(|(v, _, virt)| v == arg.viommu_id && virt == arg.virt_id)
+        {
+            return Err(Errno::EEXIST);
         }
         arg.out_vdevice_id =
             ctx.insert(Obj::Vdevice { viommu: arg.viommu_id, idev: arg.dev_id, virt_id: arg.virt_id });
@@ -721,19 +811,17 @@ impl Sim {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_VEVENTQ_ALLOC")?;
         check_size(arg.size, min_size!(i::iommu_veventq_alloc, __reserved), size_of::<i::iommu_veventq_alloc>())?;
-        if arg.flags != 0 || arg.__reserved != 0 {
+        if arg.flags != 0 || arg.__reserved != 0 || arg.type_ == 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        if arg.veventq_depth == 0 {
+        if arg.veventq_depth == 0 || arg.veventq_depth > 1 << 19 {
             return Err(Errno::EINVAL);
         }
         let ctx = s.ctx_mut(fd)?;
         if !matches!(ctx.objects.get(&arg.viommu_id), Some(Obj::Viommu { .. })) {
             return Err(Errno::ENOENT);
         }
-        if arg.type_ != n::IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        // One queue per type per vIOMMU (unknown types are accepted and never fire).
         if ctx.objects.values().any(|o| matches!(o, Obj::Veventq { viommu, .. } if *viommu == arg.viommu_id)) {
             return Err(Errno::EEXIST);
         }
@@ -773,7 +861,7 @@ impl Sim {
                 let idev = ctx.objects.iter().find_map(|(id, o)| matches!(o, Obj::Device(d) if *d == dev).then_some(*id));
                 let has_vdev = ctx.objects.values().any(|o| matches!(o, Obj::Vdevice { idev: i, .. } if Some(*i) == idev));
                 if ste[0] & STE0_V != 0 && cfg == STE_CFG_S1 && !has_vdev {
-                    return Err(Errno::EINVAL);
+                    return Err(Errno::ENOENT);
                 }
                 (Some(pt_id), ctx.paging_ioas(pt_id).ok_or(Errno::ENOENT)?, false)
             }
@@ -787,7 +875,7 @@ impl Sim {
         let ctx = s.ctx_mut(kfd)?;
         let a = ctx.ioas(ioas)?;
         let aperture_end = if self.config.ias_bits < 64 { (1u64 << self.config.ias_bits) - 1 } else { u64::MAX };
-        if a.areas.iter().any(|(s, (l, _))| overlaps((*s, *l), win) || *l > aperture_end) {
+        if a.areas.iter().any(|(s, (l, _, _))| overlaps((*s, *l), win) || *l > aperture_end) {
             return Err(Errno::EADDRINUSE);
         }
         if a.allowed.iter().any(|r| overlaps(*r, win)) {
@@ -820,7 +908,7 @@ impl Sim {
                 .map(|(id, _)| *id)
                 .collect();
             for id in vdevs {
-                ctx.objects.remove(&id);
+                ctx.objects.insert(id, Obj::Tombstone);
             }
             ctx.objects.retain(|_, o| !matches!(o, Obj::Device(d) if *d == dev));
         }
@@ -855,6 +943,7 @@ impl State {
 /// alignment the user address already has (capped at a page without huge pages).
 fn alloc_iova(
     page: u64,
+    iova_alignment: u64,
     resv: &[(u64, u64)],
     areas: &[(u64, u64)],
     allowed: &[(u64, u64)],
@@ -870,7 +959,7 @@ fn alloc_iova(
         align = align.min(1 << addr.trailing_zeros());
     }
     align = align.min(page);
-    if align < page {
+    if align < iova_alignment {
         return Err(Errno::EINVAL);
     }
     let spans = if allowed.is_empty() { vec![(page, u64::MAX - page)] } else { allowed.to_vec() };
@@ -906,3 +995,4 @@ mod tests {
         assert_eq!(holes(vec![(0, 9), (5, 20)], 0, 30), vec![(21, 30)]);
     }
 }
+

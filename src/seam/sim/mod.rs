@@ -90,8 +90,8 @@ pub struct SimDevice {
     pub msix_vectors: u32,
     /// Whether MSI-X can grow while enabled (the kernel clears NORESIZE then).
     pub dynamic_msix: bool,
-    /// Whether the device has AER (an ERR IRQ index).
-    pub has_err_irq: bool,
+    /// PCI Express (4 KiB config space and an ERR IRQ index) rather than conventional PCI.
+    pub pcie: bool,
     /// BAR sizes (0: absent).
     pub bars: [u64; 6],
     /// MSI-X table location (BAR, offset); PBA follows the table.
@@ -108,7 +108,7 @@ impl SimDevice {
             msi_vectors: 1,
             msix_vectors: 0,
             dynamic_msix: false,
-            has_err_irq: false,
+            pcie: false,
             bars: [1 << 20, 0, 0, 0, 0, 0],
             msix_table: (0, 0),
         }
@@ -126,8 +126,9 @@ impl SimDevice {
             device: 0x0010,
             msi_vectors: 0,
             msix_vectors: vectors,
-            dynamic_msix: true,
-            has_err_irq: true,
+            // The GICv3 ITS MSI parent has no MSI_FLAG_PCI_MSIX_ALLOC_DYN.
+            dynamic_msix: false,
+            pcie: true,
             bars: [bar0, 0, 0, 0, 0, 0],
             msix_table: (0, table),
         }
@@ -256,9 +257,17 @@ impl State {
 
     pub(super) fn ctx_mut(&mut self, fd: KernelFd) -> Result<&mut iommufd::Ctx, Errno> {
         match self.files.get_mut(&fd.0) {
+            Some(File::Iommufd(ctx)) if ctx.closed => Err(Errno::EBADF),
             Some(File::Iommufd(ctx)) => Ok(ctx),
             Some(_) => Err(Errno::ENOTTY),
             None => Err(Errno::EBADF),
+        }
+    }
+
+    /// A vEVENTQ's file was closed: its object may now be destroyed.
+    pub(super) fn veventq_closed(&mut self, ctx: i32, id: u32) {
+        if let Some(File::Iommufd(c)) = self.files.get_mut(&ctx) {
+            c.veventq_file_closed(id);
         }
     }
 
@@ -298,8 +307,9 @@ impl super::Kernel for Sim {
         match s.files.remove(&fd.0) {
             Some(File::Iommufd(ctx)) => Sim::close_iommufd(&mut s, fd.0, ctx),
             Some(File::Device(dev)) => Sim::close_device(&mut s, fd.0, dev),
-            // Closing a vEVENTQ's file does not destroy the object; re-insert nothing.
-            Some(File::Veventq(..)) | None => {}
+            // Closing a vEVENTQ's file lets its object be destroyed.
+            Some(File::Veventq(ctx, id)) => s.veventq_closed(ctx, id),
+            None => {}
         }
     }
 

@@ -9,11 +9,10 @@ use vmsi_sys::vfio as v;
 
 use super::{File, Sim, SimConfig, SimDevice, State, Trigger};
 use crate::error::Errno;
-use crate::seam::{IrqData, IrqSetHeader, KernelFd, MmioRegion};
+use crate::seam::{IrqData, IrqSetHeader, KernelFd, MmioRegion, UapiArg};
 
 const NUM_REGIONS: u32 = v::VFIO_PCI_NUM_REGIONS;
 const NUM_IRQS: u32 = v::VFIO_PCI_NUM_IRQS;
-const CONFIG_SIZE: usize = 4096;
 /// `VFIO_PCI_INDEX_TO_OFFSET`: regions sit at `index << 40` in the device file.
 const REGION_SHIFT: u32 = 40;
 const MSI: u32 = v::VFIO_PCI_MSI_IRQ_INDEX;
@@ -40,7 +39,7 @@ pub(in crate::seam) struct DeviceState {
 impl DeviceState {
     pub(super) fn new(d: &SimDevice) -> Self {
         let n = d.msi_vectors.max(d.msix_vectors) as usize;
-        let mut cfg = vec![0u8; CONFIG_SIZE];
+        let mut cfg = vec![0u8; config_size(d)];
         cfg[0..2].copy_from_slice(&d.vendor.to_le_bytes());
         cfg[2..4].copy_from_slice(&d.device.to_le_bytes());
         DeviceState {
@@ -67,10 +66,8 @@ impl DeviceState {
         Some((self.bound?.0, self.attached?))
     }
 
-    pub(super) fn unbind_if(&mut self, iommufd: i32) {
-        if matches!(self.bound, Some((f, _, _)) if f == iommufd) {
-            self.reset_binding();
-        }
+    pub(super) fn bound_to(&self, iommufd: i32) -> bool {
+        matches!(self.bound, Some((f, _, _)) if f == iommufd)
     }
 
     fn reset_binding(&mut self) {
@@ -118,7 +115,7 @@ impl DeviceState {
             v::VFIO_PCI_INTX_IRQ_INDEX => 1,
             MSI => self.config.msi_vectors,
             MSIX => self.config.msix_vectors,
-            v::VFIO_PCI_ERR_IRQ_INDEX => self.config.has_err_irq as u32,
+            v::VFIO_PCI_ERR_IRQ_INDEX => self.config.pcie as u32,
             v::VFIO_PCI_REQ_IRQ_INDEX => 1,
             _ => 0,
         }
@@ -158,6 +155,11 @@ impl DeviceState {
     }
 }
 
+/// `pci_cfg_space_size`: 4 KiB for PCI Express, 256 bytes for conventional PCI.
+fn config_size(d: &SimDevice) -> usize {
+    if d.pcie { 4096 } else { 256 }
+}
+
 fn ensure_bound(s: &State, dev: usize) -> Result<(), Errno> {
     if s.devices[dev].bound.is_some() { Ok(()) } else { Err(Errno::EINVAL) }
 }
@@ -179,6 +181,7 @@ impl Sim {
                 }
                 Sim::unbind(s, ifd, dev);
                 s.devices[dev].reset_binding();
+                Sim::release_if_orphan(s, ifd);
             }
         }
     }
@@ -196,9 +199,7 @@ impl Sim {
         if (arg.argsz as usize) < minsz {
             return Err(Errno::EINVAL);
         }
-        if arg.argsz as usize > size_of::<v::vfio_device_bind_iommufd>() {
-            return Err(Errno::E2BIG);
-        }
+        arg.check_declared_size()?;
         if iommufd.0 < 0 || arg.flags & !v::VFIO_DEVICE_BIND_FLAG_TOKEN != 0 {
             return Err(Errno::EINVAL);
         }
@@ -206,13 +207,15 @@ impl Sim {
             // Tokens are for SR-IOV VFs; the modelled devices are PFs.
             return Err(Errno::EINVAL);
         }
+        // One bind per device: on this fd, or on another fd of the same device.
         if s.devices[dev].bound.is_some() {
             return Err(Errno::EINVAL);
         }
         match s.files.get(&iommufd.0) {
-            Some(File::Iommufd(_)) => {}
-            Some(_) => return Err(Errno::EBADF),
-            None => return Err(Errno::EBADF),
+            Some(File::Iommufd(c)) if !c.closed => {}
+            Some(File::Iommufd(_)) | None => return Err(Errno::EBADF),
+            // iommufd_ctx_from_fd on another kind of file.
+            Some(_) => return Err(Errno::EBADFD),
         }
         let id = Sim::bind_object(&mut s, iommufd, dev)?;
         s.devices[dev].bound = Some((iommufd.0, id, device.0));
@@ -225,19 +228,20 @@ impl Sim {
         self.enter(&mut s, "VFIO_DEVICE_ATTACH_IOMMUFD_PT")?;
         let dev = s.device_index(device)?;
         ensure_bound(&s, dev)?;
+        arg.check_declared_size()?;
         let minsz = std::mem::offset_of!(v::vfio_device_attach_iommufd_pt, pt_id) + 4;
         if (arg.argsz as usize) < minsz || arg.flags & !v::VFIO_DEVICE_ATTACH_PASID != 0 {
             return Err(Errno::EINVAL);
         }
-        if arg.argsz as usize > size_of::<v::vfio_device_attach_iommufd_pt>() {
-            return Err(Errno::E2BIG);
-        }
         if arg.flags != 0 {
-            // QEMU's SMMUv3 has no PASID (SSIDSIZE = 0).
-            return Err(Errno::EOPNOTSUPP);
+            // PASID attach is not modelled (QEMU's SMMUv3 has no SSIDs).
+            return Err(Errno::EINVAL);
         }
         let (ifd, _, _) = s.devices[dev].bound.ok_or(Errno::EINVAL)?;
         let old = s.devices[dev].attached;
+        if old == Some(arg.pt_id) {
+            return Ok(());
+        }
         // Replace: the old attachment's reserved window goes away only if the new one works,
         // so check against the new target with the device detached.
         s.devices[dev].attached = None;
@@ -262,12 +266,13 @@ impl Sim {
         self.enter(&mut s, "VFIO_DEVICE_DETACH_IOMMUFD_PT")?;
         let dev = s.device_index(device)?;
         ensure_bound(&s, dev)?;
+        arg.check_declared_size()?;
         let minsz = std::mem::offset_of!(v::vfio_device_detach_iommufd_pt, flags) + 4;
         if (arg.argsz as usize) < minsz || arg.flags & !v::VFIO_DEVICE_DETACH_PASID != 0 {
             return Err(Errno::EINVAL);
         }
         if arg.flags != 0 {
-            return Err(Errno::EOPNOTSUPP);
+            return Err(Errno::EINVAL);
         }
         let (ifd, _, _) = s.devices[dev].bound.ok_or(Errno::EINVAL)?;
         // Detaching an unattached device is a no-op in the kernel.
@@ -282,6 +287,7 @@ impl Sim {
         self.enter(&mut s, "VFIO_DEVICE_GET_INFO")?;
         let dev = s.device_index(device)?;
         ensure_bound(&s, dev)?;
+        arg.check_declared_size()?;
         let minsz = std::mem::offset_of!(v::vfio_device_info, num_irqs) + 4;
         if (arg.argsz as usize) < minsz {
             return Err(Errno::EINVAL);
@@ -297,27 +303,36 @@ impl Sim {
         self.enter(&mut s, "VFIO_DEVICE_GET_REGION_INFO")?;
         let dev = s.device_index(device)?;
         ensure_bound(&s, dev)?;
+        arg.check_declared_size()?;
         let minsz = std::mem::offset_of!(v::vfio_region_info, offset) + 8;
         if (arg.argsz as usize) < minsz {
             return Err(Errno::EINVAL);
         }
         let d = &s.devices[dev].config;
         let rw = v::VFIO_REGION_INFO_FLAG_READ | v::VFIO_REGION_INFO_FLAG_WRITE;
+        let msix_bar = d.msix_vectors > 0 && arg.index == d.msix_table.0;
         let (size, flags) = match arg.index {
             0..=5 => {
                 let size = d.bars[arg.index as usize];
                 let mmap = if size >= self.config.page_size { v::VFIO_REGION_INFO_FLAG_MMAP } else { 0 };
-                (size, if size == 0 { 0 } else { rw | mmap })
+                let caps = if msix_bar && size != 0 { v::VFIO_REGION_INFO_FLAG_CAPS } else { 0 };
+                (size, if size == 0 { 0 } else { rw | mmap | caps })
             }
-            6 => (0, 0),
-            7 => (CONFIG_SIZE as u64, rw),
+            6 => (0, v::VFIO_REGION_INFO_FLAG_READ),
+            7 => (config_size(d) as u64, rw),
             8 => return Err(Errno::EINVAL),
             _ => return Err(Errno::EINVAL),
         };
         arg.offset = (arg.index as u64) << REGION_SHIFT;
         arg.size = size;
         arg.flags = flags;
-        arg.cap_offset = 0;
+        if flags & v::VFIO_REGION_INFO_FLAG_CAPS != 0 {
+            // The MSIX_MAPPABLE capability (an 8-byte header) does not fit the 32-byte
+            // structure the seam passes: the kernel asks for more room.
+            arg.argsz = size_of::<v::vfio_region_info>() as u32 + 8;
+            arg.cap_offset = 0;
+        }
+        // Without capabilities cap_offset keeps the caller's value, as in the kernel.
         Ok(())
     }
 
@@ -326,12 +341,13 @@ impl Sim {
         self.enter(&mut s, "VFIO_DEVICE_GET_IRQ_INFO")?;
         let dev = s.device_index(device)?;
         ensure_bound(&s, dev)?;
+        arg.check_declared_size()?;
         let minsz = std::mem::offset_of!(v::vfio_irq_info, count) + 4;
         if (arg.argsz as usize) < minsz || arg.index >= NUM_IRQS {
             return Err(Errno::EINVAL);
         }
         let d = &s.devices[dev];
-        if arg.index == v::VFIO_PCI_ERR_IRQ_INDEX && !d.config.has_err_irq {
+        if arg.index == v::VFIO_PCI_ERR_IRQ_INDEX && !d.config.pcie {
             return Err(Errno::EINVAL);
         }
         arg.count = d.irq_count(arg.index);
@@ -352,7 +368,7 @@ impl Sim {
         let proposed = self.config.proposed_uapi;
         let data_mask = v::VFIO_IRQ_SET_DATA_TYPE_MASK | if proposed { 1 << 6 } else { 0 };
         let action_mask = v::VFIO_IRQ_SET_ACTION_TYPE_MASK | if proposed { 1 << 7 } else { 0 };
-        // vfio_set_irqs_validate_and_prepare
+        // vfio_set_irqs_validate_and_prepare, all EINVAL.
         if h.index >= NUM_IRQS || h.count >= u32::MAX - h.start || h.flags & !(data_mask | action_mask) != 0 {
             return Err(Errno::EINVAL);
         }
@@ -372,14 +388,16 @@ impl Sim {
             return Err(Errno::EINVAL);
         }
         if h.index != MSI && h.index != MSIX {
-            // INTx, ERR and REQ are not modelled beyond validation.
+            // INTx, ERR and REQ are validated but not modelled further.
             return Err(Errno::ENOTTY);
         }
+        // vfio_pci_set_irqs_ioctl: MSI and MSI-X take TRIGGER only (MASK/UNMASK: ENOTTY).
         match h.flags & action_mask {
             v::VFIO_IRQ_SET_ACTION_TRIGGER => {}
             x if proposed && x == 1 << 7 => return prepare_msi_iovas(d, h, data),
             _ => return Err(Errno::ENOTTY),
         }
+        // vfio_pci_set_msi_trigger
         let msix = h.index == MSIX;
         let is_this = matches!(d.irq, Some((idx, _)) if idx == h.index);
         if is_this && h.count == 0 && h.flags & v::VFIO_IRQ_SET_DATA_NONE != 0 {
@@ -392,11 +410,19 @@ impl Sim {
         }
         if let IrqData::Eventfds(fds) = data {
             if !is_this {
-                // vfio_msi_enable: pci_alloc_irq_vectors(1, start + count); short -> the count.
+                // vfio_msi_enable: pci_alloc_irq_vectors(1, start + count); a short
+                // allocation returns the count available and enables nothing.
                 let nvec = h.start + h.count;
+                if nvec == 0 {
+                    return Err(Errno::ERANGE);
+                }
                 let cap = if msix { d.config.msix_vectors } else { d.config.msi_vectors };
                 if nvec > cap {
                     return Ok(cap);
+                }
+                // Blocked DMA (bound, not attached): no MSI cookie, the ITS refuses.
+                if d.attached.is_none() {
+                    return Err(Errno::ENOSPC);
                 }
                 d.irq = Some((h.index, nvec));
             }
@@ -492,7 +518,8 @@ fn set_block(
     for (k, fd) in fds.iter().enumerate() {
         let vector = start + k as u32;
         if let Err(e) = set_vector(d, c, vector, *fd, msix) {
-            for u in start..vector {
+            // The failing vector and every one before it in this call are de-assigned.
+            for u in start..=vector {
                 d.triggers[u as usize] = None;
             }
             return Err(e);
@@ -507,6 +534,7 @@ fn set_vector(d: &mut DeviceState, c: &SimConfig, vector: u32, fd: Option<Borrow
     let Some(fd) = fd else { return Ok(()) };
     let (_, allocated) = d.irq.ok_or(Errno::EINVAL)?;
     if vector >= allocated {
+        // Only dynamic MSI-X grows (never on a GICv3 ITS).
         if !(msix && d.config.dynamic_msix) {
             return Err(Errno::EINVAL);
         }
