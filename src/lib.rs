@@ -12,9 +12,9 @@ mod objects;
 pub mod seam;
 
 pub use error::{Errno, Error, Feature, Op, Result};
-pub use ids::{DeviceId, HwptId, IoasId, VdeviceId, ViommuId, VeventqId};
+pub use ids::{DeviceId, HwptId, IoasId, VdeviceId, VeventqId, ViommuId};
 pub use objects::{
-    Device, DeviceInfo, HwInfo, Hwpt, Ioas, Iommufd, IovaRange, IrqInfo, Prot, RegionInfo, Smmuv3Info, Ste,
-    Vdevice, Vevent, Veventq, Viommu,
+    Device, DeviceInfo, HwInfo, Hwpt, Ioas, Iommufd, IovaRange, IrqInfo, Prot, RegionInfo,
+    Smmuv3Info, Ste, Vdevice, Vevent, Veventq, Viommu,
 };
 pub use seam::{DmaMemory, MmioRegion};

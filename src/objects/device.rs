@@ -99,11 +99,18 @@ impl Drop for Inner {
     }
 }
 
+fn not_bound() -> Error {
+    Error::InvalidArgument("the device is not bound to an iommufd")
+}
+
 impl Device {
     /// Opens a VFIO cdev (`/dev/vfio/devices/vfioN`).
     pub fn open(kernel: Arc<dyn Kernel>, path: impl AsRef<Path>) -> Result<Device> {
         let path = path.as_ref();
-        let fd = kernel.open_device(path).map_err(|errno| Error::Kernel { op: Op::OpenDevice, errno })?;
+        let fd = kernel.open_device(path).map_err(|errno| Error::Kernel {
+            op: Op::OpenDevice,
+            errno,
+        })?;
         Ok(Device::new(kernel, fd, Some(path.to_path_buf())))
     }
 
@@ -114,7 +121,14 @@ impl Device {
     }
 
     fn new(kernel: Arc<dyn Kernel>, fd: KernelFd, path: Option<PathBuf>) -> Device {
-        Device { inner: Arc::new(Inner { kernel, fd, path, state: Mutex::new(State::default()) }) }
+        Device {
+            inner: Arc::new(Inner {
+                kernel,
+                fd,
+                path,
+                state: Mutex::new(State::default()),
+            }),
+        }
     }
 
     /// The cdev of the PCI device at `bdf` (e.g. `0000:00:02.0`) bound to vfio-pci, from
@@ -124,7 +138,10 @@ impl Device {
             return Err(Error::InvalidArgument("not a PCI address"));
         }
         let dir = PathBuf::from(format!("/sys/bus/pci/devices/{bdf}/vfio-dev"));
-        let io = |source| Error::Io { path: dir.clone(), source };
+        let io = |source| Error::Io {
+            path: dir.clone(),
+            source,
+        };
         for entry in std::fs::read_dir(&dir).map_err(io)? {
             let name = entry.map_err(io)?.file_name();
             let name = name.to_string_lossy();
@@ -132,7 +149,10 @@ impl Device {
                 return Ok(PathBuf::from("/dev/vfio/devices").join(&*name));
             }
         }
-        Err(Error::Io { path: dir.clone(), source: std::io::ErrorKind::NotFound.into() })
+        Err(Error::Io {
+            path: dir.clone(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })
     }
 
     /// The path it was opened from, if any.
@@ -157,7 +177,9 @@ impl Device {
             argsz: size_of::<v::vfio_device_bind_iommufd>() as u32,
             ..Default::default()
         };
-        self.kernel().device_bind(self.inner.fd, iommufd.fd(), &mut arg).map_err(Ctx::err(Op::DeviceBind))?;
+        self.kernel()
+            .device_bind(self.inner.fd, iommufd.fd(), &mut arg)
+            .map_err(Ctx::err(Op::DeviceBind))?;
         let id = DeviceId(arg.out_devid);
         st.bound = Some((iommufd.ctx.clone(), id));
         Ok(id)
@@ -169,7 +191,7 @@ impl Device {
     }
 
     pub(crate) fn require_id(&self) -> Result<DeviceId> {
-        self.id().ok_or(Error::InvalidArgument("the device is not bound to an iommufd"))
+        self.id().ok_or_else(not_bound)
     }
 
     fn attach_raw(&self, pt_id: u32) -> Result<u32> {
@@ -178,7 +200,9 @@ impl Device {
             pt_id,
             ..Default::default()
         };
-        self.kernel().device_attach(self.inner.fd, &mut arg).map_err(Ctx::err(Op::DeviceAttach))?;
+        self.kernel()
+            .device_attach(self.inner.fd, &mut arg)
+            .map_err(Ctx::err(Op::DeviceAttach))?;
         Ok(arg.pt_id)
     }
 
@@ -187,7 +211,9 @@ impl Device {
     /// fail with `EADDRINUSE`.
     pub fn attach_ioas(&self, ioas: &Ioas) -> Result<HwptId> {
         let mut st = self.inner.state.lock();
-        self.require_id()?;
+        if st.bound.is_none() {
+            return Err(not_bound());
+        }
         let hwpt = HwptId(self.attach_raw(ioas.id().0)?);
         st.attached = Some(Attachment::Ioas(ioas.clone(), hwpt));
         Ok(hwpt)
@@ -196,7 +222,9 @@ impl Device {
     /// Attaches (or moves) the device to a HWPT (paging, nest parent or nested).
     pub fn attach_hwpt(&self, hwpt: &Hwpt) -> Result<()> {
         let mut st = self.inner.state.lock();
-        self.require_id()?;
+        if st.bound.is_none() {
+            return Err(not_bound());
+        }
         self.attach_raw(hwpt.id().0)?;
         st.attached = Some(Attachment::Hwpt(hwpt.clone()));
         Ok(())
@@ -218,16 +246,27 @@ impl Device {
             argsz: size_of::<v::vfio_device_detach_iommufd_pt>() as u32,
             ..Default::default()
         };
-        self.kernel().device_detach(self.inner.fd, &mut arg).map_err(Ctx::err(Op::DeviceDetach))?;
+        self.kernel()
+            .device_detach(self.inner.fd, &mut arg)
+            .map_err(Ctx::err(Op::DeviceDetach))?;
         st.attached = None;
         Ok(())
     }
 
     /// `VFIO_DEVICE_GET_INFO`.
     pub fn info(&self) -> Result<DeviceInfo> {
-        let mut arg = v::vfio_device_info { argsz: 16, ..Default::default() };
-        self.kernel().device_get_info(self.inner.fd, &mut arg).map_err(Ctx::err(Op::DeviceGetInfo))?;
-        Ok(DeviceInfo { flags: arg.flags, num_regions: arg.num_regions, num_irqs: arg.num_irqs })
+        let mut arg = v::vfio_device_info {
+            argsz: 16,
+            ..Default::default()
+        };
+        self.kernel()
+            .device_get_info(self.inner.fd, &mut arg)
+            .map_err(Ctx::err(Op::DeviceGetInfo))?;
+        Ok(DeviceInfo {
+            flags: arg.flags,
+            num_regions: arg.num_regions,
+            num_irqs: arg.num_irqs,
+        })
     }
 
     /// `VFIO_DEVICE_GET_REGION_INFO`.
@@ -240,14 +279,29 @@ impl Device {
         self.kernel()
             .device_get_region_info(self.inner.fd, &mut arg)
             .map_err(Ctx::err(Op::DeviceGetRegionInfo))?;
-        Ok(RegionInfo { index, flags: arg.flags, size: arg.size, offset: arg.offset })
+        Ok(RegionInfo {
+            index,
+            flags: arg.flags,
+            size: arg.size,
+            offset: arg.offset,
+        })
     }
 
     /// `VFIO_DEVICE_GET_IRQ_INFO`.
     pub fn irq_info(&self, index: u32) -> Result<IrqInfo> {
-        let mut arg = v::vfio_irq_info { argsz: size_of::<v::vfio_irq_info>() as u32, index, ..Default::default() };
-        self.kernel().device_get_irq_info(self.inner.fd, &mut arg).map_err(Ctx::err(Op::DeviceGetIrqInfo))?;
-        Ok(IrqInfo { index, flags: arg.flags, count: arg.count })
+        let mut arg = v::vfio_irq_info {
+            argsz: size_of::<v::vfio_irq_info>() as u32,
+            index,
+            ..Default::default()
+        };
+        self.kernel()
+            .device_get_irq_info(self.inner.fd, &mut arg)
+            .map_err(Ctx::err(Op::DeviceGetIrqInfo))?;
+        Ok(IrqInfo {
+            index,
+            flags: arg.flags,
+            count: arg.count,
+        })
     }
 
     /// Maps a whole region (a BAR) for volatile 32/64-bit access.
@@ -271,7 +325,14 @@ impl Device {
             .kernel()
             .device_read(self.inner.fd, buf, self.config_offset() + offset)
             .map_err(Ctx::err(Op::DeviceRegionRead))?;
-        if n == buf.len() { Ok(()) } else { Err(Error::Kernel { op: Op::DeviceRegionRead, errno: Errno::EIO }) }
+        if n == buf.len() {
+            Ok(())
+        } else {
+            Err(Error::Kernel {
+                op: Op::DeviceRegionRead,
+                errno: Errno::EIO,
+            })
+        }
     }
 
     /// Writes PCI config space.
@@ -280,7 +341,14 @@ impl Device {
             .kernel()
             .device_write(self.inner.fd, buf, self.config_offset() + offset)
             .map_err(Ctx::err(Op::DeviceRegionWrite))?;
-        if n == buf.len() { Ok(()) } else { Err(Error::Kernel { op: Op::DeviceRegionWrite, errno: Errno::EIO }) }
+        if n == buf.len() {
+            Ok(())
+        } else {
+            Err(Error::Kernel {
+                op: Op::DeviceRegionWrite,
+                errno: Errno::EIO,
+            })
+        }
     }
 
     /// A raw `VFIO_DEVICE_SET_IRQS`.
@@ -289,8 +357,14 @@ impl Device {
             Ok(0) => Ok(()),
             // vfio_msi_enable could not get every vector: it enabled none and says how many
             // it could get.
-            Ok(_) => Err(Error::Kernel { op: Op::DeviceSetIrqs, errno: Errno::ENOSPC }),
-            Err(errno) => Err(Error::Kernel { op: Op::DeviceSetIrqs, errno }),
+            Ok(_) => Err(Error::Kernel {
+                op: Op::DeviceSetIrqs,
+                errno: Errno::ENOSPC,
+            }),
+            Err(errno) => Err(Error::Kernel {
+                op: Op::DeviceSetIrqs,
+                errno,
+            }),
         }
     }
 
@@ -307,7 +381,12 @@ impl Device {
 
     /// Sets one vector's eventfd (or removes it with `None`) on an enabled index. The
     /// argument lives on the stack: no allocation.
-    pub fn set_vector_eventfd(&self, index: u32, vector: u32, eventfd: Option<BorrowedFd<'_>>) -> Result<()> {
+    pub fn set_vector_eventfd(
+        &self,
+        index: u32,
+        vector: u32,
+        eventfd: Option<BorrowedFd<'_>>,
+    ) -> Result<()> {
         let header = IrqSetHeader {
             flags: v::VFIO_IRQ_SET_DATA_EVENTFD | v::VFIO_IRQ_SET_ACTION_TRIGGER,
             index,
@@ -344,7 +423,7 @@ impl Device {
     pub fn hw_info(&self) -> Result<HwInfo> {
         let (ctx, id) = {
             let st = self.inner.state.lock();
-            let (ctx, id) = st.bound.as_ref().ok_or(Error::InvalidArgument("the device is not bound to an iommufd"))?;
+            let (ctx, id) = st.bound.as_ref().ok_or_else(not_bound)?;
             (ctx.clone(), *id)
         };
         let mut data = [0u8; 40];
@@ -354,13 +433,22 @@ impl Device {
             data_len: data.len() as u32,
             ..Default::default()
         };
-        ctx.kernel.get_hw_info(ctx.fd, &mut arg, &mut data).map_err(Ctx::err(Op::GetHwInfo))?;
+        ctx.kernel
+            .get_hw_info(ctx.fd, &mut arg, &mut data)
+            .map_err(Ctx::err(Op::GetHwInfo))?;
         let data_type = crate::seam::hw_info_data_type(&arg);
-        Ok(HwInfo::decode(data_type, arg.out_capabilities, arg.out_max_pasid_log2, &data))
+        Ok(HwInfo::decode(
+            data_type,
+            arg.out_capabilities,
+            arg.out_max_pasid_log2,
+            &data,
+        ))
     }
 
     /// `VFIO_DEVICE_RESET`.
     pub fn reset(&self) -> Result<()> {
-        self.kernel().device_reset(self.inner.fd).map_err(Ctx::err(Op::DeviceReset))
+        self.kernel()
+            .device_reset(self.inner.fd)
+            .map_err(Ctx::err(Op::DeviceReset))
     }
 }

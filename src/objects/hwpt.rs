@@ -37,7 +37,11 @@ impl Hwpt {
         let dev_id = device.require_id()?;
         let mut arg = i::iommu_hwpt_alloc {
             size: size_of::<i::iommu_hwpt_alloc>() as u32,
-            flags: if nest_parent { n::IOMMU_HWPT_ALLOC_NEST_PARENT } else { 0 },
+            flags: if nest_parent {
+                n::IOMMU_HWPT_ALLOC_NEST_PARENT
+            } else {
+                0
+            },
             dev_id: dev_id.0,
             pt_id: ioas.id().0,
             data_type: n::IOMMU_HWPT_DATA_NONE,
@@ -48,13 +52,19 @@ impl Hwpt {
             if nest_parent {
                 Error::kernel_or_unsupported(Op::HwptAlloc, errno, Feature::NestParent)
             } else {
-                Error::Kernel { op: Op::HwptAlloc, errno }
+                Error::Kernel {
+                    op: Op::HwptAlloc,
+                    errno,
+                }
             }
         })?;
         Ok(Hwpt {
             inner: Arc::new(Inner {
                 obj: Object::new(c.clone(), arg.out_hwpt_id),
-                kind: Kind::Paging { _ioas: ioas.clone(), nest_parent },
+                kind: Kind::Paging {
+                    _ioas: ioas.clone(),
+                    nest_parent,
+                },
             }),
         })
     }
@@ -75,11 +85,16 @@ impl Hwpt {
         let c = viommu.ctx();
         c.kernel
             .hwpt_alloc(c.fd, &mut arg, &data)
-            .map_err(|errno| Error::kernel_or_unsupported(Op::HwptAlloc, errno, Feature::NestedHwpt))?;
+            .map_err(|errno| {
+                Error::kernel_or_unsupported(Op::HwptAlloc, errno, Feature::NestedHwpt)
+            })?;
         Ok(Hwpt {
             inner: Arc::new(Inner {
                 obj: Object::new(c.clone(), arg.out_hwpt_id),
-                kind: Kind::Nested { _viommu: viommu.clone(), ste },
+                kind: Kind::Nested {
+                    _viommu: viommu.clone(),
+                    ste,
+                },
             }),
         })
     }
@@ -95,7 +110,13 @@ impl Hwpt {
 
     /// Whether this is a nest-parent stage 2.
     pub fn is_nest_parent(&self) -> bool {
-        matches!(self.inner.kind, Kind::Paging { nest_parent: true, .. })
+        matches!(
+            self.inner.kind,
+            Kind::Paging {
+                nest_parent: true,
+                ..
+            }
+        )
     }
 
     /// The guest STE of a nested HWPT.

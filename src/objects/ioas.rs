@@ -23,7 +23,10 @@ pub struct IovaRange {
 impl IovaRange {
     /// The range `[start, start + len)`; `None` if empty or wrapping.
     pub fn from_len(start: u64, len: u64) -> Option<Self> {
-        Some(IovaRange { start, last: start.checked_add(len.checked_sub(1)?)? })
+        Some(IovaRange {
+            start,
+            last: start.checked_add(len.checked_sub(1)?)?,
+        })
     }
 
     /// Whether `[start, start + len)` lies inside.
@@ -34,13 +37,19 @@ impl IovaRange {
 
 impl From<i::iommu_iova_range> for IovaRange {
     fn from(r: i::iommu_iova_range) -> Self {
-        IovaRange { start: r.start, last: r.last }
+        IovaRange {
+            start: r.start,
+            last: r.last,
+        }
     }
 }
 
 impl From<IovaRange> for i::iommu_iova_range {
     fn from(r: IovaRange) -> Self {
-        i::iommu_iova_range { start: r.start, last: r.last }
+        i::iommu_iova_range {
+            start: r.start,
+            last: r.last,
+        }
     }
 }
 
@@ -63,7 +72,11 @@ impl Prot {
 }
 
 fn fixed(iova: Option<u64>) -> u32 {
-    if iova.is_some() { n::IOMMU_IOAS_MAP_FIXED_IOVA } else { 0 }
+    if iova.is_some() {
+        n::IOMMU_IOAS_MAP_FIXED_IOVA
+    } else {
+        0
+    }
 }
 
 /// An IO address space: the IOVA -> memory map that paging HWPTs are built from.
@@ -89,7 +102,14 @@ impl Ioas {
 
     /// Maps `len` bytes of `mem` from `offset` at `iova` (or where the kernel chooses, with
     /// `None`); returns the IOVA.
-    pub fn map_memory(&self, mem: &DmaMemory, offset: usize, len: u64, iova: Option<u64>, prot: Prot) -> Result<u64> {
+    pub fn map_memory(
+        &self,
+        mem: &DmaMemory,
+        offset: usize,
+        len: u64,
+        iova: Option<u64>,
+        prot: Prot,
+    ) -> Result<u64> {
         let mut arg = i::iommu_ioas_map {
             size: size_of::<i::iommu_ioas_map>() as u32,
             flags: fixed(iova) | prot.flags(),
@@ -99,12 +119,21 @@ impl Ioas {
             ..Default::default()
         };
         let c = self.ctx();
-        c.kernel.ioas_map_memory(c.fd, &mut arg, mem, offset).map_err(Ctx::err(Op::IoasMap))?;
+        c.kernel
+            .ioas_map_memory(c.fd, &mut arg, mem, offset)
+            .map_err(Ctx::err(Op::IoasMap))?;
         Ok(arg.iova)
     }
 
     /// Maps `len` bytes of a memfd (or VFIO dma-buf) from byte `start`; returns the IOVA.
-    pub fn map_file(&self, file: BorrowedFd<'_>, start: u64, len: u64, iova: Option<u64>, prot: Prot) -> Result<u64> {
+    pub fn map_file(
+        &self,
+        file: BorrowedFd<'_>,
+        start: u64,
+        len: u64,
+        iova: Option<u64>,
+        prot: Prot,
+    ) -> Result<u64> {
         let mut arg = i::iommu_ioas_map_file {
             size: size_of::<i::iommu_ioas_map_file>() as u32,
             flags: fixed(iova) | prot.flags(),
@@ -115,7 +144,9 @@ impl Ioas {
             ..Default::default()
         };
         let c = self.ctx();
-        c.kernel.ioas_map_file(c.fd, &mut arg, file).map_err(Ctx::err(Op::IoasMapFile))?;
+        c.kernel
+            .ioas_map_file(c.fd, &mut arg, file)
+            .map_err(Ctx::err(Op::IoasMapFile))?;
         Ok(arg.iova)
     }
 
@@ -130,7 +161,9 @@ impl Ioas {
             length: len,
         };
         let c = self.ctx();
-        c.kernel.ioas_unmap(c.fd, &mut arg).map_err(Ctx::err(Op::IoasUnmap))?;
+        c.kernel
+            .ioas_unmap(c.fd, &mut arg)
+            .map_err(Ctx::err(Op::IoasUnmap))?;
         Ok(arg.length)
     }
 
@@ -141,7 +174,14 @@ impl Ioas {
 
     /// Maps the pages behind `[src_iova, src_iova + len)` of this IOAS into `dst` as well
     /// (`IOMMU_IOAS_COPY`); returns the destination IOVA.
-    pub fn copy_to(&self, dst: &Ioas, src_iova: u64, len: u64, dst_iova: Option<u64>, prot: Prot) -> Result<u64> {
+    pub fn copy_to(
+        &self,
+        dst: &Ioas,
+        src_iova: u64,
+        len: u64,
+        dst_iova: Option<u64>,
+        prot: Prot,
+    ) -> Result<u64> {
         let mut arg = i::iommu_ioas_copy {
             size: size_of::<i::iommu_ioas_copy>() as u32,
             flags: fixed(dst_iova) | prot.flags(),
@@ -152,7 +192,9 @@ impl Ioas {
             src_iova,
         };
         let c = self.ctx();
-        c.kernel.ioas_copy(c.fd, &mut arg).map_err(Ctx::err(Op::IoasCopy))?;
+        c.kernel
+            .ioas_copy(c.fd, &mut arg)
+            .map_err(Ctx::err(Op::IoasCopy))?;
         Ok(arg.dst_iova)
     }
 
@@ -197,9 +239,14 @@ impl Ioas {
             match c.kernel.ioas_iova_ranges(c.fd, &mut arg, &mut raw) {
                 Ok(()) => {
                     raw.truncate(arg.num_iovas as usize);
-                    return Ok((raw.into_iter().map(Into::into).collect(), arg.out_iova_alignment));
+                    return Ok((
+                        raw.into_iter().map(Into::into).collect(),
+                        arg.out_iova_alignment,
+                    ));
                 }
-                Err(crate::Errno::EMSGSIZE) if arg.num_iovas as usize > cap => cap = arg.num_iovas as usize,
+                Err(crate::Errno::EMSGSIZE) if arg.num_iovas as usize > cap => {
+                    cap = arg.num_iovas as usize
+                }
                 Err(e) => return Err(Ctx::err(Op::IoasIovaRanges)(e)),
             }
         }
@@ -216,7 +263,9 @@ impl Ioas {
             ..Default::default()
         };
         let c = self.ctx();
-        c.kernel.ioas_allow_iovas(c.fd, &mut arg, &raw).map_err(Ctx::err(Op::IoasAllowIovas))
+        c.kernel
+            .ioas_allow_iovas(c.fd, &mut arg, &raw)
+            .map_err(Ctx::err(Op::IoasAllowIovas))
     }
 
     /// Destroys the IOAS now. [`crate::Error::InUse`] while other handles (or HWPTs or

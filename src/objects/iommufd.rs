@@ -47,12 +47,22 @@ pub(crate) struct Object {
 
 impl Object {
     pub(crate) fn new(ctx: Arc<Ctx>, id: u32) -> Self {
-        Object { ctx, id, live: AtomicBool::new(true) }
+        Object {
+            ctx,
+            id,
+            live: AtomicBool::new(true),
+        }
     }
 
     fn destroy_now(&self) -> Result<()> {
-        let mut arg = i::iommu_destroy { size: size_of::<i::iommu_destroy>() as u32, id: self.id };
-        self.ctx.kernel.destroy(self.ctx.fd, &mut arg).map_err(Ctx::err(Op::Destroy))?;
+        let mut arg = i::iommu_destroy {
+            size: size_of::<i::iommu_destroy>() as u32,
+            id: self.id,
+        };
+        self.ctx
+            .kernel
+            .destroy(self.ctx.fd, &mut arg)
+            .map_err(Ctx::err(Op::Destroy))?;
         // The id may be reused from now on: never destroy it again.
         self.live.store(false, Ordering::Relaxed);
         Ok(())
@@ -70,7 +80,11 @@ impl Drop for Object {
 
 /// Destroys the object behind the last handle, reporting the kernel's answer; with other
 /// handles still alive it is [`Error::InUse`] and nothing changes.
-pub(crate) fn destroy_last<T>(arc: Arc<T>, what: &'static str, obj: impl FnOnce(&T) -> &Object) -> Result<()> {
+pub(crate) fn destroy_last<T>(
+    arc: Arc<T>,
+    what: &'static str,
+    obj: impl FnOnce(&T) -> &Object,
+) -> Result<()> {
     let inner = Arc::try_unwrap(arc).map_err(|_| Error::InUse(what))?;
     obj(&inner).destroy_now()
 }
@@ -80,12 +94,19 @@ impl Iommufd {
     /// [`Error::Unsupported`] with [`Feature::Iommufd`].
     pub fn open(kernel: Arc<dyn Kernel>) -> Result<Self> {
         let fd = kernel.open_iommufd().map_err(|errno| match errno {
-            Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => {
-                Error::Unsupported { op: Op::OpenIommufd, feature: Feature::Iommufd, errno }
-            }
-            _ => Error::Kernel { op: Op::OpenIommufd, errno },
+            Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => Error::Unsupported {
+                op: Op::OpenIommufd,
+                feature: Feature::Iommufd,
+                errno,
+            },
+            _ => Error::Kernel {
+                op: Op::OpenIommufd,
+                errno,
+            },
         })?;
-        Ok(Iommufd { ctx: Arc::new(Ctx { kernel, fd }) })
+        Ok(Iommufd {
+            ctx: Arc::new(Ctx { kernel, fd }),
+        })
     }
 
     /// Opens the running kernel's `/dev/iommu`.
@@ -96,7 +117,9 @@ impl Iommufd {
     /// Adopts an iommufd a VMM already has open (for instance through iommufd-ioctls).
     pub fn from_fd(kernel: Arc<dyn Kernel>, fd: OwnedFd) -> Result<Self> {
         let fd = kernel.adopt(fd).map_err(Ctx::err(Op::OpenIommufd))?;
-        Ok(Iommufd { ctx: Arc::new(Ctx { kernel, fd }) })
+        Ok(Iommufd {
+            ctx: Arc::new(Ctx { kernel, fd }),
+        })
     }
 
     /// The seam this iommufd runs on.
@@ -111,19 +134,39 @@ impl Iommufd {
 
     /// `IOMMU_IOAS_ALLOC`.
     pub fn alloc_ioas(&self) -> Result<Ioas> {
-        let mut arg = i::iommu_ioas_alloc { size: size_of::<i::iommu_ioas_alloc>() as u32, ..Default::default() };
-        self.ctx.kernel.ioas_alloc(self.ctx.fd, &mut arg).map_err(Ctx::err(Op::IoasAlloc))?;
-        Ok(Ioas::from_object(Object::new(self.ctx.clone(), arg.out_ioas_id)))
+        let mut arg = i::iommu_ioas_alloc {
+            size: size_of::<i::iommu_ioas_alloc>() as u32,
+            ..Default::default()
+        };
+        self.ctx
+            .kernel
+            .ioas_alloc(self.ctx.fd, &mut arg)
+            .map_err(Ctx::err(Op::IoasAlloc))?;
+        Ok(Ioas::from_object(Object::new(
+            self.ctx.clone(),
+            arg.out_ioas_id,
+        )))
     }
 
     /// `IOMMU_OPTION` get of `IOMMU_OPTION_HUGE_PAGES` for an IOAS.
     pub fn huge_pages(&self, ioas: IoasId) -> Result<bool> {
-        Ok(self.option(n::IOMMU_OPTION_OP_GET, n::IOMMU_OPTION_HUGE_PAGES, ioas.0, 0)? != 0)
+        Ok(self.option(
+            n::IOMMU_OPTION_OP_GET,
+            n::IOMMU_OPTION_HUGE_PAGES,
+            ioas.0,
+            0,
+        )? != 0)
     }
 
     /// `IOMMU_OPTION` set of `IOMMU_OPTION_HUGE_PAGES` for an IOAS.
     pub fn set_huge_pages(&self, ioas: IoasId, on: bool) -> Result<()> {
-        self.option(n::IOMMU_OPTION_OP_SET, n::IOMMU_OPTION_HUGE_PAGES, ioas.0, on as u64).map(drop)
+        self.option(
+            n::IOMMU_OPTION_OP_SET,
+            n::IOMMU_OPTION_HUGE_PAGES,
+            ioas.0,
+            on as u64,
+        )
+        .map(drop)
     }
 
     /// A raw `IOMMU_OPTION` call; returns `val64`.
@@ -136,7 +179,10 @@ impl Iommufd {
             object_id,
             val64,
         };
-        self.ctx.kernel.option(self.ctx.fd, &mut arg).map_err(Ctx::err(Op::Option))?;
+        self.ctx
+            .kernel
+            .option(self.ctx.fd, &mut arg)
+            .map_err(Ctx::err(Op::Option))?;
         Ok(arg.val64)
     }
 }

@@ -18,5 +18,4 @@ pub use hwpt::Hwpt;
 pub use ioas::{Ioas, IovaRange, Prot};
 pub use iommufd::Iommufd;
 pub use smmuv3::{HwInfo, Smmuv3Info, Ste};
-pub use viommu::{Vdevice, Veventq, Vevent, Viommu};
-
+pub use viommu::{Vdevice, Vevent, Veventq, Viommu};

@@ -18,7 +18,12 @@ pub struct HwInfo {
 }
 
 impl HwInfo {
-    pub(crate) fn decode(data_type: u32, capabilities: u64, max_pasid_log2: u8, data: &[u8; 40]) -> Self {
+    pub(crate) fn decode(
+        data_type: u32,
+        capabilities: u64,
+        max_pasid_log2: u8,
+        data: &[u8; 40],
+    ) -> Self {
         let smmuv3 = (data_type == n::IOMMU_HW_INFO_TYPE_ARM_SMMUV3).then(|| {
             let w = |k: usize| u32::from_le_bytes([data[k], data[k + 1], data[k + 2], data[k + 3]]);
             Smmuv3Info {
@@ -27,7 +32,12 @@ impl HwInfo {
                 aidr: w(36),
             }
         });
-        HwInfo { data_type, capabilities, max_pasid_log2, smmuv3 }
+        HwInfo {
+            data_type,
+            capabilities,
+            max_pasid_log2,
+            smmuv3,
+        }
     }
 
     /// Whether the device can use ATS (the kernel reports the negative).
@@ -133,7 +143,11 @@ impl Smmuv3Info {
     }
     /// IDR5 granule support: (4K, 16K, 64K).
     pub fn granules(&self) -> (bool, bool, bool) {
-        (bits(self.idr[5], 4, 1) != 0, bits(self.idr[5], 5, 1) != 0, bits(self.idr[5], 6, 1) != 0)
+        (
+            bits(self.idr[5], 4, 1) != 0,
+            bits(self.idr[5], 5, 1) != 0,
+            bits(self.idr[5], 6, 1) != 0,
+        )
     }
 }
 
@@ -165,7 +179,8 @@ impl Ste {
         if cd_table & 0x3f != 0 || cd_table >> 52 != 0 || cd_max_bits > 20 {
             return None;
         }
-        let word0 = STE_V | (CFG_S1 << 1) | (cd_table & ((1 << 52) - 0x40)) | ((cd_max_bits as u64) << 59);
+        let word0 =
+            STE_V | (CFG_S1 << 1) | (cd_table & ((1 << 52) - 0x40)) | ((cd_max_bits as u64) << 59);
         // S1CIR = S1COR = WBRA (1), S1CSH = inner shareable (3).
         let word1 = (1 << 2) | (1 << 4) | (3 << 6);
         Some(Ste([word0, word1]))
@@ -187,10 +202,17 @@ mod tests {
     #[test]
     fn decodes_the_rig_smmu() {
         // What QEMU 11's SMMUv3 reported on the rig (shared/rig/REPORT.md).
-        let s = Smmuv3Info { idr: [0x0d44_101b, 0x0273_0010, 0, 0x1414, 0, 0x74], iidr: 0, aidr: 1 };
+        let s = Smmuv3Info {
+            idr: [0x0d44_101b, 0x0273_0010, 0, 0x1414, 0, 0x74],
+            iidr: 0,
+            aidr: 1,
+        };
         assert!(s.nesting() && s.coherent() && s.asid16() && s.vmid16());
         assert!(!s.msi() && !s.ats() && !s.fwb());
-        assert_eq!((s.ttf(), s.st_level(), s.sid_bits(), s.ssid_bits()), (2, 1, 16, 0));
+        assert_eq!(
+            (s.ttf(), s.st_level(), s.sid_bits(), s.ssid_bits()),
+            (2, 1, 16, 0)
+        );
         assert!(s.had() && s.ril());
         assert_eq!(s.bbml(), 2);
         assert_eq!(s.oas_bits(), 44);

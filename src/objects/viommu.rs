@@ -40,9 +40,14 @@ impl Viommu {
         let c = parent.ctx();
         c.kernel
             .viommu_alloc(c.fd, &mut arg, &[])
-            .map_err(|errno| Error::kernel_or_unsupported(Op::ViommuAlloc, errno, Feature::Viommu))?;
+            .map_err(|errno| {
+                Error::kernel_or_unsupported(Op::ViommuAlloc, errno, Feature::Viommu)
+            })?;
         Ok(Viommu {
-            inner: Arc::new(ViommuInner { obj: Object::new(c.clone(), arg.out_viommu_id), _parent: parent.clone() }),
+            inner: Arc::new(ViommuInner {
+                obj: Object::new(c.clone(), arg.out_viommu_id),
+                _parent: parent.clone(),
+            }),
         })
     }
 
@@ -75,9 +80,11 @@ impl Viommu {
         let c = self.ctx();
         match c.kernel.hwpt_invalidate(c.fd, &mut arg, &bytes) {
             Ok(()) => Ok(arg.entry_num),
-            Err(errno) => {
-                Err(Error::Invalidate { handled: arg.entry_num, requested: commands.len() as u32, errno })
-            }
+            Err(errno) => Err(Error::Invalidate {
+                handled: arg.entry_num,
+                requested: commands.len() as u32,
+                errno,
+            }),
         }
     }
 
@@ -92,7 +99,9 @@ impl Viommu {
             ..Default::default()
         };
         let c = self.ctx();
-        c.kernel.vdevice_alloc(c.fd, &mut arg).map_err(Ctx::err(Op::VdeviceAlloc))?;
+        c.kernel
+            .vdevice_alloc(c.fd, &mut arg)
+            .map_err(Ctx::err(Op::VdeviceAlloc))?;
         Ok(Vdevice {
             obj: Object::new(c.clone(), arg.out_vdevice_id),
             vsid,
@@ -111,7 +120,10 @@ impl Viommu {
             ..Default::default()
         };
         let c = self.ctx();
-        let fd = c.kernel.veventq_alloc(c.fd, &mut arg).map_err(Ctx::err(Op::VeventqAlloc))?;
+        let fd = c
+            .kernel
+            .veventq_alloc(c.fd, &mut arg)
+            .map_err(Ctx::err(Op::VeventqAlloc))?;
         Ok(Veventq {
             file: QueueFile { ctx: c.clone(), fd },
             obj: Object::new(c.clone(), arg.out_veventq_id),
@@ -197,7 +209,12 @@ impl Veventq {
         const EVT: usize = size_of::<i::iommu_vevent_arm_smmuv3>();
         // Exactly one full record fits, so each read returns at most one.
         let mut buf = [0u8; HDR + EVT];
-        let n = self.file.ctx.kernel.read(self.file.fd, &mut buf).map_err(Ctx::err(Op::Read))?;
+        let n = self
+            .file
+            .ctx
+            .kernel
+            .read(self.file.fd, &mut buf)
+            .map_err(Ctx::err(Op::Read))?;
         if n == 0 {
             return Ok(None);
         }
@@ -210,6 +227,10 @@ impl Veventq {
                 *e = u64::from_le_bytes(buf[at..at + 8].try_into().unwrap_or([0; 8]));
             }
         }
-        Ok(Some(Vevent { sequence: u32_at(4), lost_before: flags & n::IOMMU_VEVENTQ_FLAG_LOST_EVENTS != 0, evt }))
+        Ok(Some(Vevent {
+            sequence: u32_at(4),
+            lost_before: flags & n::IOMMU_VEVENTQ_FLAG_LOST_EVENTS != 0,
+            evt,
+        }))
     }
 }

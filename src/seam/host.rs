@@ -7,8 +7,8 @@ use memmap2::MmapOptions;
 use nix::fcntl::{OFlag, open};
 use nix::libc;
 use nix::sys::stat::Mode;
-use vmsi_sys::iommufd as i;
 use vmsi_sys::ioctl as nr;
+use vmsi_sys::iommufd as i;
 use vmsi_sys::vfio as v;
 
 use super::{IrqData, IrqSetHeader, Kernel, KernelFd, MmioRegion, SET_IRQS_STACK_ENTRIES, UapiArg};
@@ -45,7 +45,11 @@ impl Kernel for Host {
     }
 
     fn open_iommufd(&self) -> Result<KernelFd, Errno> {
-        let fd = open("/dev/iommu", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())?;
+        let fd = open(
+            "/dev/iommu",
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(KernelFd(fd.into_raw_fd()))
     }
 
@@ -166,7 +170,11 @@ impl Kernel for Host {
         data: &[u8],
     ) -> Result<(), Errno> {
         arg.data_len = arg.data_len.min(data.len() as u32);
-        arg.data_uptr = if data.is_empty() { 0 } else { data.as_ptr() as u64 };
+        arg.data_uptr = if data.is_empty() {
+            0
+        } else {
+            data.as_ptr() as u64
+        };
         // data_uptr names `data` (data_len bytes), read during the call only.
         ioctl_plain(iommufd, nr::IOMMU_HWPT_ALLOC, arg)
     }
@@ -205,7 +213,11 @@ impl Kernel for Host {
         data: &[u8],
     ) -> Result<(), Errno> {
         arg.data_len = arg.data_len.min(data.len() as u32);
-        arg.data_uptr = if data.is_empty() { 0 } else { data.as_ptr() as u64 };
+        arg.data_uptr = if data.is_empty() {
+            0
+        } else {
+            data.as_ptr() as u64
+        };
         ioctl_plain(iommufd, nr::IOMMU_VIOMMU_ALLOC, arg)
     }
 
@@ -319,7 +331,11 @@ impl Kernel for Host {
         // SAFETY: `buf` holds a complete vfio_irq_set of `len` bytes (argsz = len), alive and
         // exclusively borrowed for the call; the kernel reads argsz bytes and writes nothing.
         let r = unsafe {
-            libc::ioctl(device.0, nr::VFIO_DEVICE_SET_IRQS as libc::c_ulong, buf.as_mut_ptr())
+            libc::ioctl(
+                device.0,
+                nr::VFIO_DEVICE_SET_IRQS as libc::c_ulong,
+                buf.as_mut_ptr(),
+            )
         };
         Errno::result(r).map(|n| n as u32)
     }
@@ -333,7 +349,12 @@ impl Kernel for Host {
     fn device_read(&self, device: KernelFd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
         // SAFETY: buf is valid for writes of buf.len() bytes during the call.
         let r = unsafe {
-            libc::pread(device.0, buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t)
+            libc::pread(
+                device.0,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                offset as libc::off_t,
+            )
         };
         Errno::result(r).map(|n| n as usize)
     }
@@ -341,17 +362,17 @@ impl Kernel for Host {
     fn device_write(&self, device: KernelFd, buf: &[u8], offset: u64) -> Result<usize, Errno> {
         // SAFETY: buf is valid for reads of buf.len() bytes during the call.
         let r = unsafe {
-            libc::pwrite(device.0, buf.as_ptr().cast(), buf.len(), offset as libc::off_t)
+            libc::pwrite(
+                device.0,
+                buf.as_ptr().cast(),
+                buf.len(),
+                offset as libc::off_t,
+            )
         };
         Errno::result(r).map(|n| n as usize)
     }
 
-    fn device_mmap(
-        &self,
-        device: KernelFd,
-        offset: u64,
-        len: usize,
-    ) -> Result<MmioRegion, Errno> {
+    fn device_mmap(&self, device: KernelFd, offset: u64, len: usize) -> Result<MmioRegion, Errno> {
         let map = MmapOptions::new()
             .offset(offset)
             .len(len)

@@ -31,10 +31,17 @@ impl DmaMemory {
         }
         let page = page_size();
         let len = len.div_ceil(page) * page;
-        let sys = |errno| Error::Kernel { op: Op::Mmap, errno };
+        let sys = |errno| Error::Kernel {
+            op: Op::Mmap,
+            errno,
+        };
         let file = memfd_create(c"vmsi-dma", MFdFlags::MFD_CLOEXEC).map_err(sys)?;
         nix::unistd::ftruncate(&file, len as i64).map_err(sys)?;
-        let map = MmapOptions::new().len(len).map_raw(&file).map_err(io_errno).map_err(sys)?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(&file)
+            .map_err(io_errno)
+            .map_err(sys)?;
         Ok(DmaMemory { file, map })
     }
 
@@ -139,11 +146,15 @@ enum Backing {
 
 impl MmioRegion {
     pub(crate) fn host(map: MmapRaw) -> Self {
-        MmioRegion { backing: Backing::Host(Arc::new(map)) }
+        MmioRegion {
+            backing: Backing::Host(Arc::new(map)),
+        }
     }
 
     pub(crate) fn sim(mem: Arc<Mutex<Vec<u8>>>) -> Self {
-        MmioRegion { backing: Backing::Sim(mem) }
+        MmioRegion {
+            backing: Backing::Sim(mem),
+        }
     }
 
     /// Length in bytes.
@@ -161,7 +172,13 @@ impl MmioRegion {
 
     fn check(&self, offset: usize, size: usize) -> Result<()> {
         let ok = offset % size == 0 && offset.checked_add(size).is_some_and(|e| e <= self.len());
-        if ok { Ok(()) } else { Err(Error::InvalidArgument("unaligned or out-of-range MMIO access")) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(
+                "unaligned or out-of-range MMIO access",
+            ))
+        }
     }
 
     /// 32-bit read at `offset` (4-byte aligned).

@@ -233,8 +233,11 @@ pub trait Kernel: Send + Sync + std::fmt::Debug {
         arg: &mut v::vfio_region_info,
     ) -> Result<(), Errno>;
     /// `VFIO_DEVICE_GET_IRQ_INFO`.
-    fn device_get_irq_info(&self, device: KernelFd, arg: &mut v::vfio_irq_info)
-    -> Result<(), Errno>;
+    fn device_get_irq_info(
+        &self,
+        device: KernelFd,
+        arg: &mut v::vfio_irq_info,
+    ) -> Result<(), Errno>;
     /// `VFIO_DEVICE_SET_IRQS`; returns the ioctl's value, which is not always 0: enabling
     /// more MSI vectors than the device can have returns how many it can, enabling none.
     /// The argument is built without heap allocation for up to [`SET_IRQS_STACK_ENTRIES`]
@@ -252,8 +255,7 @@ pub trait Kernel: Send + Sync + std::fmt::Debug {
     /// `pwrite(2)` on the device file.
     fn device_write(&self, device: KernelFd, buf: &[u8], offset: u64) -> Result<usize, Errno>;
     /// `mmap(2)` of `len` bytes of the device file at `offset` (a BAR).
-    fn device_mmap(&self, device: KernelFd, offset: u64, len: usize)
-    -> Result<MmioRegion, Errno>;
+    fn device_mmap(&self, device: KernelFd, offset: u64, len: usize) -> Result<MmioRegion, Errno>;
 }
 
 /// A uAPI argument structure whose first field is its declared size (`size` for iommufd,
@@ -271,7 +273,11 @@ pub trait UapiArg {
     where
         Self: Sized,
     {
-        if self.declared_size() as usize > size_of::<Self>() { Err(Errno::E2BIG) } else { Ok(()) }
+        if self.declared_size() as usize > size_of::<Self>() {
+            Err(Errno::E2BIG)
+        } else {
+            Ok(())
+        }
     }
 }
 

@@ -6,8 +6,8 @@
 
 use core::mem::{offset_of, size_of};
 
-use crate::iommufd as i;
 use crate::ioctl;
+use crate::iommufd as i;
 use crate::names as n;
 use crate::vfio as v;
 
@@ -57,10 +57,18 @@ macro_rules! offset {
 }
 macro_rules! number {
     ($h:ident, $n:ident) => {
-        Check { header: Header::$h, c_expr: stringify!($n), value: ioctl::$n as u64 }
+        Check {
+            header: Header::$h,
+            c_expr: stringify!($n),
+            value: ioctl::$n as u64,
+        }
     };
     ($h:ident, $m:ident :: $n:ident) => {
-        Check { header: Header::$h, c_expr: stringify!($n), value: $m::$n as u64 }
+        Check {
+            header: Header::$h,
+            c_expr: stringify!($n),
+            value: $m::$n as u64,
+        }
     };
 }
 

@@ -34,12 +34,12 @@ pub const VFIO_IRQ_SET_DATA_MSI_IOVA: u32 = 1 << 6;
 pub const VFIO_IRQ_SET_ACTION_PREPARE: u32 = 1 << 7;
 
 /// `VFIO_IRQ_SET_DATA_TYPE_MASK` as the series widens it.
-pub const VFIO_IRQ_SET_DATA_TYPE_MASK: u32 = crate::vfio::VFIO_IRQ_SET_DATA_TYPE_MASK
-    | VFIO_IRQ_SET_DATA_MSI_IOVA;
+pub const VFIO_IRQ_SET_DATA_TYPE_MASK: u32 =
+    crate::vfio::VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_DATA_MSI_IOVA;
 
 /// `VFIO_IRQ_SET_ACTION_TYPE_MASK` as the series widens it.
-pub const VFIO_IRQ_SET_ACTION_TYPE_MASK: u32 = crate::vfio::VFIO_IRQ_SET_ACTION_TYPE_MASK
-    | VFIO_IRQ_SET_ACTION_PREPARE;
+pub const VFIO_IRQ_SET_ACTION_TYPE_MASK: u32 =
+    crate::vfio::VFIO_IRQ_SET_ACTION_TYPE_MASK | VFIO_IRQ_SET_ACTION_PREPARE;
 
 const _: () = {
     // The new bits must not collide with any merged data-type or action bit.
@@ -48,5 +48,7 @@ const _: () = {
     assert!(VFIO_IRQ_SET_ACTION_PREPARE & crate::vfio::VFIO_IRQ_SET_DATA_TYPE_MASK == 0);
     assert!(VFIO_IRQ_SET_ACTION_PREPARE & crate::vfio::VFIO_IRQ_SET_ACTION_TYPE_MASK == 0);
     // Options 0 and 1 are the merged RLIMIT_MODE and HUGE_PAGES.
-    assert!(IOMMU_OPTION_SW_MSI_START == crate::iommufd::iommufd_option_IOMMU_OPTION_HUGE_PAGES + 1);
+    assert!(
+        IOMMU_OPTION_SW_MSI_START == crate::iommufd::iommufd_option_IOMMU_OPTION_HUGE_PAGES + 1
+    );
 };

@@ -62,7 +62,10 @@ fn c_values(include: &Path, checks: &[&Check]) -> Vec<(String, u64)> {
 }
 
 fn check(include: &Path, headers: &[Header]) {
-    let checks: Vec<&Check> = CHECKS.iter().filter(|c| headers.contains(&c.header)).collect();
+    let checks: Vec<&Check> = CHECKS
+        .iter()
+        .filter(|c| headers.contains(&c.header))
+        .collect();
     assert!(!checks.is_empty());
     let seen = c_values(include, &checks);
     assert_eq!(seen.len(), checks.len());

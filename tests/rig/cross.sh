@@ -18,6 +18,7 @@
 #   to it when rustup cannot add the target (e.g. no access to the Rust dist server).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/lib.sh
 . "$HERE/lib.sh"
 CRATE=$(cd "${1:-$HERE/../..}" && pwd)
 RIG_RUST=${RIG_RUST:-auto}

@@ -5,6 +5,7 @@
 #   usage: tests/rig/initramfs.sh MANIFEST OUT.cpio.gz
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/lib.sh
 . "$HERE/lib.sh"
 MANIFEST=$1 OUT=$2
 

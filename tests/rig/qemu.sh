@@ -8,6 +8,7 @@
 # (for the ACPI modes) is sid's qemu-efi-aarch64.  Nothing is installed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/lib.sh
 . "$HERE/lib.sh"
 
 if [ ! -f "$QR/.done" ]; then

@@ -16,6 +16,7 @@
 # The last line is "N passed, M failed"; the exit status is non-zero on any failure.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/lib.sh
 . "$HERE/lib.sh"
 MODES=${MODES:-dt acpi-canwbs}
 CRATE=$(cd "${RIG_CRATE:-$HERE/../..}" && pwd)

@@ -24,11 +24,20 @@ pub(super) enum Obj {
     Hwpt(Hwpt),
     /// A bound device (`idev`); index into `State::devices`.
     Device(usize),
-    Viommu { hwpt: u32 },
-    Vdevice { viommu: u32, idev: u32, virt_id: u64 },
+    Viommu {
+        hwpt: u32,
+    },
+    Vdevice {
+        viommu: u32,
+        idev: u32,
+        virt_id: u64,
+    },
     /// A vDEVICE destroyed by its device's unbind: the id stays taken until close.
     Tombstone,
-    Veventq { viommu: u32, fd: i32 },
+    Veventq {
+        viommu: u32,
+        fd: i32,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -41,8 +50,15 @@ pub(super) struct Ioas {
 
 #[derive(Debug)]
 pub(super) enum Hwpt {
-    Paging { ioas: u32, nest_parent: bool, auto: bool },
-    Nested { viommu: u32, ste: [u64; 2] },
+    Paging {
+        ioas: u32,
+        nest_parent: bool,
+        auto: bool,
+    },
+    Nested {
+        viommu: u32,
+        ste: [u64; 2],
+    },
 }
 
 /// SMMUv3 STE word 0 fields a nested stage 1 may set (`arm_smmu_validate_vste`).
@@ -53,7 +69,8 @@ const STE_CFG_ABORT: u64 = 0;
 const STE_CFG_BYPASS: u64 = 4;
 const STE_CFG_S1: u64 = 5;
 /// V, Cfg, S1Fmt, S1ContextPtr, S1CDMax.
-const STE0_ALLOWED: u64 = STE0_V | STE0_CFG_MASK | (0x3 << 4) | (((1u64 << 50) - 1) & !0x3f) | (0x1f << 59);
+const STE0_ALLOWED: u64 =
+    STE0_V | STE0_CFG_MASK | (0x3 << 4) | (((1u64 << 50) - 1) & !0x3f) | (0x1f << 59);
 /// S1DSS, S1CIR, S1COR, S1CSH, S1STALLD, EATS.
 const STE1_ALLOWED: u64 = 0x3 | (0x3 << 2) | (0x3 << 4) | (0x3 << 6) | (1 << 27) | (0x3 << 28);
 
@@ -67,7 +84,13 @@ impl Ctx {
     pub(super) fn area_count(&self) -> usize {
         self.objects
             .values()
-            .map(|o| if let Obj::Ioas(a) = o { a.areas.len() } else { 0 })
+            .map(|o| {
+                if let Obj::Ioas(a) = o {
+                    a.areas.len()
+                } else {
+                    0
+                }
+            })
             .sum()
     }
 
@@ -124,7 +147,11 @@ impl Ctx {
             };
         }
         // Devices attached to a HWPT hold it.
-        n += s.devices.iter().filter(|d| d.attached_in(fd) == Some(id)).count();
+        n += s
+            .devices
+            .iter()
+            .filter(|d| d.attached_in(fd) == Some(id))
+            .count();
         n
     }
 }
@@ -231,10 +258,18 @@ impl Sim {
         }
     }
 
-    pub(super) fn destroy_impl(&self, fd: KernelFd, arg: &mut i::iommu_destroy) -> Result<(), Errno> {
+    pub(super) fn destroy_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_destroy,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_DESTROY")?;
-        check_size(arg.size, min_size!(i::iommu_destroy, id), size_of::<i::iommu_destroy>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_destroy, id),
+            size_of::<i::iommu_destroy>(),
+        )?;
         let s = &mut *s;
         let ctx = s.ctx_mut(fd)?;
         let obj = ctx.objects.get(&arg.id).ok_or(Errno::ENOENT)?;
@@ -257,10 +292,18 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn ioas_alloc_impl(&self, fd: KernelFd, arg: &mut i::iommu_ioas_alloc) -> Result<(), Errno> {
+    pub(super) fn ioas_alloc_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_ioas_alloc,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_IOAS_ALLOC")?;
-        check_size(arg.size, min_size!(i::iommu_ioas_alloc, out_ioas_id), size_of::<i::iommu_ioas_alloc>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_ioas_alloc, out_ioas_id),
+            size_of::<i::iommu_ioas_alloc>(),
+        )?;
         if arg.flags != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -316,15 +359,26 @@ impl Sim {
         let last = *iova + length - 1;
         let writable = flags & n::IOMMU_IOAS_MAP_WRITEABLE != 0;
         let ctx = s.ctx_mut(fd)?;
-        ctx.ioas_mut(ioas)?.areas.insert(*iova, (last, addr, writable));
+        ctx.ioas_mut(ioas)?
+            .areas
+            .insert(*iova, (last, addr, writable));
         Ok(())
     }
 
-    pub(super) fn ioas_map_impl(&self, fd: KernelFd, arg: &mut i::iommu_ioas_map) -> Result<(), Errno> {
+    pub(super) fn ioas_map_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_ioas_map,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_IOAS_MAP")?;
-        check_size(arg.size, min_size!(i::iommu_ioas_map, iova), size_of::<i::iommu_ioas_map>())?;
-        let known = n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_ioas_map, iova),
+            size_of::<i::iommu_ioas_map>(),
+        )?;
+        let known =
+            n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
         if arg.flags & !known != 0 || arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -343,16 +397,33 @@ impl Sim {
             return Err(Errno::EINVAL);
         }
         let mut iova = arg.iova;
-        self.map_area(&mut s, fd, arg.ioas_id, arg.flags, &mut iova, arg.length, arg.user_va)?;
+        self.map_area(
+            &mut s,
+            fd,
+            arg.ioas_id,
+            arg.flags,
+            &mut iova,
+            arg.length,
+            arg.user_va,
+        )?;
         arg.iova = iova;
         Ok(())
     }
 
-    pub(super) fn ioas_map_file_impl(&self, fd: KernelFd, arg: &mut i::iommu_ioas_map_file) -> Result<(), Errno> {
+    pub(super) fn ioas_map_file_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_ioas_map_file,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_IOAS_MAP_FILE")?;
-        check_size(arg.size, min_size!(i::iommu_ioas_map_file, iova), size_of::<i::iommu_ioas_map_file>())?;
-        let known = n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_ioas_map_file, iova),
+            size_of::<i::iommu_ioas_map_file>(),
+        )?;
+        let known =
+            n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
         if arg.flags & !known != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -371,15 +442,31 @@ impl Sim {
         }
         let mut iova = arg.iova;
         // A file mapping behaves as an address mapping whose "address" is the file offset.
-        self.map_area(&mut s, fd, arg.ioas_id, arg.flags, &mut iova, arg.length, arg.start)?;
+        self.map_area(
+            &mut s,
+            fd,
+            arg.ioas_id,
+            arg.flags,
+            &mut iova,
+            arg.length,
+            arg.start,
+        )?;
         arg.iova = iova;
         Ok(())
     }
 
-    pub(super) fn ioas_unmap_impl(&self, fd: KernelFd, arg: &mut i::iommu_ioas_unmap) -> Result<(), Errno> {
+    pub(super) fn ioas_unmap_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_ioas_unmap,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_IOAS_UNMAP")?;
-        check_size(arg.size, min_size!(i::iommu_ioas_unmap, length), size_of::<i::iommu_ioas_unmap>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_ioas_unmap, length),
+            size_of::<i::iommu_ioas_unmap>(),
+        )?;
         let a = s.ctx_mut(fd)?.ioas_mut(arg.ioas_id)?;
         let (first, last) = if arg.iova == 0 && arg.length == u64::MAX {
             (0, u64::MAX)
@@ -390,7 +477,12 @@ impl Sim {
             if arg.length == 0 {
                 return Err(Errno::EINVAL);
             }
-            (arg.iova, arg.iova.checked_add(arg.length - 1).ok_or(Errno::EOVERFLOW)?)
+            (
+                arg.iova,
+                arg.iova
+                    .checked_add(arg.length - 1)
+                    .ok_or(Errno::EOVERFLOW)?,
+            )
         };
         // Areas are removed in order until one sticks out of the range: like the kernel, the
         // areas before it stay unmapped and the call fails with ENOENT.
@@ -415,11 +507,20 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn ioas_copy_impl(&self, fd: KernelFd, arg: &mut i::iommu_ioas_copy) -> Result<(), Errno> {
+    pub(super) fn ioas_copy_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_ioas_copy,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_IOAS_COPY")?;
-        check_size(arg.size, min_size!(i::iommu_ioas_copy, src_iova), size_of::<i::iommu_ioas_copy>())?;
-        let known = n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_ioas_copy, src_iova),
+            size_of::<i::iommu_ioas_copy>(),
+        )?;
+        let known =
+            n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
         if arg.flags & !known != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -433,7 +534,10 @@ impl Sim {
         if arg.length == 0 {
             return Err(Errno::EINVAL);
         }
-        let src_last = arg.src_iova.checked_add(arg.length - 1).ok_or(Errno::EOVERFLOW)?;
+        let src_last = arg
+            .src_iova
+            .checked_add(arg.length - 1)
+            .ok_or(Errno::EOVERFLOW)?;
         // The source range must be covered by areas, contiguously, with no area sticking out.
         let src = s.ctx_mut(fd)?.ioas(arg.src_ioas_id)?;
         let mut at = arg.src_iova;
@@ -458,7 +562,15 @@ impl Sim {
             return Err(Errno::EPERM);
         }
         let mut iova = arg.dst_iova;
-        self.map_area(&mut s, fd, arg.dst_ioas_id, arg.flags, &mut iova, arg.length, addr.unwrap_or(0))?;
+        self.map_area(
+            &mut s,
+            fd,
+            arg.dst_ioas_id,
+            arg.flags,
+            &mut iova,
+            arg.length,
+            addr.unwrap_or(0),
+        )?;
         arg.dst_iova = iova;
         Ok(())
     }
@@ -471,7 +583,11 @@ impl Sim {
     ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_IOAS_IOVA_RANGES")?;
-        check_size(arg.size, min_size!(i::iommu_ioas_iova_ranges, out_iova_alignment), size_of::<i::iommu_ioas_iova_ranges>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_ioas_iova_ranges, out_iova_alignment),
+            size_of::<i::iommu_ioas_iova_ranges>(),
+        )?;
         if arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -484,11 +600,18 @@ impl Sim {
         let ranges = holes(reserved(self, &s, fd.0, ctx, arg.ioas_id), 0, u64::MAX);
         let max = arg.num_iovas.min(out.len() as u32) as usize;
         for (k, (a, b)) in ranges.iter().enumerate().take(max) {
-            out[k] = i::iommu_iova_range { start: *a, last: *b };
+            out[k] = i::iommu_iova_range {
+                start: *a,
+                last: *b,
+            };
         }
         arg.num_iovas = ranges.len() as u32;
         arg.out_iova_alignment = iova_alignment(self, ctx, arg.ioas_id);
-        if ranges.len() > max { Err(Errno::EMSGSIZE) } else { Ok(()) }
+        if ranges.len() > max {
+            Err(Errno::EMSGSIZE)
+        } else {
+            Ok(())
+        }
     }
 
     pub(super) fn ioas_allow_iovas_impl(
@@ -499,7 +622,11 @@ impl Sim {
     ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_IOAS_ALLOW_IOVAS")?;
-        check_size(arg.size, min_size!(i::iommu_ioas_allow_iovas, allowed_iovas), size_of::<i::iommu_ioas_allow_iovas>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_ioas_allow_iovas, allowed_iovas),
+            size_of::<i::iommu_ioas_allow_iovas>(),
+        )?;
         if arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -512,8 +639,11 @@ impl Sim {
             None => return Err(Errno::EBADF),
         };
         ctx.ioas(arg.ioas_id)?;
-        let want: Vec<(u64, u64)> =
-            ranges.iter().take(arg.num_iovas as usize).map(|r| (r.start, r.last)).collect();
+        let want: Vec<(u64, u64)> = ranges
+            .iter()
+            .take(arg.num_iovas as usize)
+            .map(|r| (r.start, r.last))
+            .collect();
         for (k, r) in want.iter().enumerate() {
             if r.0 >= r.1 || want[..k].iter().any(|o| overlaps(*o, *r)) {
                 return Err(Errno::EINVAL);
@@ -531,7 +661,11 @@ impl Sim {
     pub(super) fn option_impl(&self, fd: KernelFd, arg: &mut i::iommu_option) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_OPTION")?;
-        check_size(arg.size, min_size!(i::iommu_option, val64), size_of::<i::iommu_option>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_option, val64),
+            size_of::<i::iommu_option>(),
+        )?;
         if arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -563,7 +697,11 @@ impl Sim {
             x if x == n::IOMMU_OPTION_HUGE_PAGES => {
                 ctx.ioas(arg.object_id)?;
                 if set {
-                    if arg.val64 > 1 { Err(Errno::EINVAL) } else { Ok(()) }
+                    if arg.val64 > 1 {
+                        Err(Errno::EINVAL)
+                    } else {
+                        Ok(())
+                    }
                 } else {
                     arg.val64 = 1;
                     Ok(())
@@ -580,10 +718,19 @@ impl Sim {
         }
     }
 
-    pub(super) fn hwpt_alloc_impl(&self, fd: KernelFd, arg: &mut i::iommu_hwpt_alloc, data: &[u8]) -> Result<(), Errno> {
+    pub(super) fn hwpt_alloc_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_hwpt_alloc,
+        data: &[u8],
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_HWPT_ALLOC")?;
-        check_size(arg.size, min_size!(i::iommu_hwpt_alloc, __reserved), size_of::<i::iommu_hwpt_alloc>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_hwpt_alloc, __reserved),
+            size_of::<i::iommu_hwpt_alloc>(),
+        )?;
         if arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -602,38 +749,58 @@ impl Sim {
         let hwpt = match ctx.objects.get(&arg.pt_id) {
             None => return Err(Errno::EINVAL),
             Some(Obj::Ioas(_)) => {
-                let known = n::IOMMU_HWPT_ALLOC_NEST_PARENT | n::IOMMU_HWPT_ALLOC_DIRTY_TRACKING | FAULT_ID_VALID | PASID;
+                let known = n::IOMMU_HWPT_ALLOC_NEST_PARENT
+                    | n::IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+                    | FAULT_ID_VALID
+                    | PASID;
                 if arg.flags & !known != 0 {
                     return Err(Errno::EOPNOTSUPP);
                 }
                 // QEMU's SMMUv3 has no HTTU (dirty tracking) and no PASID; SMMUv3 takes no
                 // driver data for a paging domain.
                 let nest_parent = arg.flags == n::IOMMU_HWPT_ALLOC_NEST_PARENT;
-                if !(arg.flags == 0 || nest_parent) || !none || (nest_parent && !self.config.nesting) {
+                if !(arg.flags == 0 || nest_parent)
+                    || !none
+                    || (nest_parent && !self.config.nesting)
+                {
                     return Err(Errno::EOPNOTSUPP);
                 }
                 // iopt_table_add_domain: the aperture is reserved and the alignment becomes
                 // the page size; existing areas must fit both.
                 let a = ctx.ioas(arg.pt_id)?;
-                let end = if self.config.ias_bits < 64 { (1u64 << self.config.ias_bits) - 1 } else { u64::MAX };
+                let end = if self.config.ias_bits < 64 {
+                    (1u64 << self.config.ias_bits) - 1
+                } else {
+                    u64::MAX
+                };
                 let page = self.config.page_size;
-                if a.areas.iter().any(|(s, (l, va, _))| *l > end || s % page != 0 || (l + 1) % page != 0 || va % page != 0)
-                    || a.allowed.iter().any(|r| r.1 > end)
+                if a.areas.iter().any(|(s, (l, va, _))| {
+                    *l > end || s % page != 0 || (l + 1) % page != 0 || va % page != 0
+                }) || a.allowed.iter().any(|r| r.1 > end)
                 {
                     return Err(Errno::EADDRINUSE);
                 }
-                Hwpt::Paging { ioas: arg.pt_id, nest_parent, auto: false }
+                Hwpt::Paging {
+                    ioas: arg.pt_id,
+                    nest_parent,
+                    auto: false,
+                }
             }
             // SMMUv3 nests only through a vIOMMU (no domain_alloc_nested).
             Some(Obj::Hwpt(Hwpt::Paging { .. })) => return Err(Errno::EOPNOTSUPP),
             Some(Obj::Viommu { .. }) => {
-                if arg.flags & !(FAULT_ID_VALID | PASID) != 0 || data.is_empty() || arg.flags & PASID != 0 {
+                if arg.flags & !(FAULT_ID_VALID | PASID) != 0
+                    || data.is_empty()
+                    || arg.flags & PASID != 0
+                {
                     return Err(Errno::EOPNOTSUPP);
                 }
                 if arg.data_type != n::IOMMU_HWPT_DATA_ARM_SMMUV3 || data.len() != 16 {
                     return Err(Errno::EINVAL);
                 }
-                let w = |k: usize| u64::from_le_bytes(data[k * 8..k * 8 + 8].try_into().unwrap_or([0; 8]));
+                let w = |k: usize| {
+                    u64::from_le_bytes(data[k * 8..k * 8 + 8].try_into().unwrap_or([0; 8]))
+                };
                 let mut ste = [w(0), w(1)];
                 if ste[0] & STE0_V == 0 {
                     // An invalid STE is accepted and zeroed: it aborts.
@@ -649,7 +816,10 @@ impl Sim {
                         return Err(Errno::EIO);
                     }
                 }
-                Hwpt::Nested { viommu: arg.pt_id, ste }
+                Hwpt::Nested {
+                    viommu: arg.pt_id,
+                    ste,
+                }
             }
             Some(_) => return Err(Errno::EINVAL),
         };
@@ -661,15 +831,28 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn get_hw_info_impl(&self, fd: KernelFd, arg: &mut i::iommu_hw_info, data: &mut [u8]) -> Result<(), Errno> {
+    pub(super) fn get_hw_info_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_hw_info,
+        data: &mut [u8],
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_GET_HW_INFO")?;
-        check_size(arg.size, min_size!(i::iommu_hw_info, __reserved), size_of::<i::iommu_hw_info>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_hw_info, __reserved),
+            size_of::<i::iommu_hw_info>(),
+        )?;
         const INPUT_TYPE: u32 = 1;
         if arg.flags & !INPUT_TYPE != 0 || arg.__reserved != [0; 3] {
             return Err(Errno::EOPNOTSUPP);
         }
-        let in_type = if arg.flags & INPUT_TYPE != 0 { crate::seam::host::hw_info_data_type(arg) } else { 0 };
+        let in_type = if arg.flags & INPUT_TYPE != 0 {
+            crate::seam::host::hw_info_data_type(arg)
+        } else {
+            0
+        };
         let ctx = s.ctx_mut(fd)?;
         if !matches!(ctx.objects.get(&arg.dev_id), Some(Obj::Device(_))) {
             return Err(Errno::ENOENT);
@@ -696,17 +879,30 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn hwpt_invalidate_impl(&self, fd: KernelFd, arg: &mut i::iommu_hwpt_invalidate, entries: &[u8]) -> Result<(), Errno> {
+    pub(super) fn hwpt_invalidate_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_hwpt_invalidate,
+        entries: &[u8],
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_HWPT_INVALIDATE")?;
-        check_size(arg.size, min_size!(i::iommu_hwpt_invalidate, __reserved), size_of::<i::iommu_hwpt_invalidate>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_hwpt_invalidate, __reserved),
+            size_of::<i::iommu_hwpt_invalidate>(),
+        )?;
         // The structure is written back on every path: entry_num is the number handled.
         let requested = arg.entry_num;
         arg.entry_num = 0;
         if arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        if requested != 0 && (arg.entry_len == 0 || arg.entry_len as u64 > self.config.page_size || requested > 1 << 19) {
+        if requested != 0
+            && (arg.entry_len == 0
+                || arg.entry_len as u64 > self.config.page_size
+                || requested > 1 << 19)
+        {
             return Err(Errno::EINVAL);
         }
         let ctx = s.ctx_mut(fd)?;
@@ -728,7 +924,9 @@ impl Sim {
             .objects
             .values()
             .filter_map(|o| match o {
-                Obj::Vdevice { viommu, virt_id, .. } if *viommu == arg.hwpt_id => Some(*virt_id),
+                Obj::Vdevice {
+                    viommu, virt_id, ..
+                } if *viommu == arg.hwpt_id => Some(*virt_id),
                 _ => None,
             })
             .collect();
@@ -758,10 +956,19 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn viommu_alloc_impl(&self, fd: KernelFd, arg: &mut i::iommu_viommu_alloc, _data: &[u8]) -> Result<(), Errno> {
+    pub(super) fn viommu_alloc_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_viommu_alloc,
+        _data: &[u8],
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_VIOMMU_ALLOC")?;
-        check_size(arg.size, min_size!(i::iommu_viommu_alloc, out_viommu_id), size_of::<i::iommu_viommu_alloc>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_viommu_alloc, out_viommu_id),
+            size_of::<i::iommu_viommu_alloc>(),
+        )?;
         if arg.flags != 0 || arg.type_ == 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -770,11 +977,16 @@ impl Sim {
             return Err(Errno::ENOENT);
         }
         // arm_smmu_get_viommu_size: nesting, and CANWBS or S2FWB, for the SMMUv3 type only.
-        if arg.type_ != n::IOMMU_VIOMMU_TYPE_ARM_SMMUV3 || !self.config.nesting || !self.config.canwbs {
+        if arg.type_ != n::IOMMU_VIOMMU_TYPE_ARM_SMMUV3
+            || !self.config.nesting
+            || !self.config.canwbs
+        {
             return Err(Errno::EOPNOTSUPP);
         }
         match ctx.objects.get(&arg.hwpt_id) {
-            Some(Obj::Hwpt(Hwpt::Paging { nest_parent: true, .. })) => {}
+            Some(Obj::Hwpt(Hwpt::Paging {
+                nest_parent: true, ..
+            })) => {}
             Some(Obj::Hwpt(Hwpt::Paging { .. })) => return Err(Errno::EINVAL),
             _ => return Err(Errno::ENOENT),
         }
@@ -782,10 +994,18 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn vdevice_alloc_impl(&self, fd: KernelFd, arg: &mut i::iommu_vdevice_alloc) -> Result<(), Errno> {
+    pub(super) fn vdevice_alloc_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_vdevice_alloc,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_VDEVICE_ALLOC")?;
-        check_size(arg.size, min_size!(i::iommu_vdevice_alloc, virt_id), size_of::<i::iommu_vdevice_alloc>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_vdevice_alloc, virt_id),
+            size_of::<i::iommu_vdevice_alloc>(),
+        )?;
         let ctx = s.ctx_mut(fd)?;
         if !matches!(ctx.objects.get(&arg.viommu_id), Some(Obj::Viommu { .. })) {
             return Err(Errno::ENOENT);
@@ -793,24 +1013,41 @@ impl Sim {
         if !matches!(ctx.objects.get(&arg.dev_id), Some(Obj::Device(_))) {
             return Err(Errno::ENOENT);
         }
-        let vdevs = || ctx.objects.values().filter_map(|o| match o {
-            Obj::Vdevice { viommu, idev, virt_id } => Some((*viommu, *idev, *virt_id)),
-            _ => None,
-        });
+        let vdevs = || {
+            ctx.objects.values().filter_map(|o| match o {
+                Obj::Vdevice {
+                    viommu,
+                    idev,
+                    virt_id,
+                } => Some((*viommu, *idev, *virt_id)),
+                _ => None,
+            })
+        };
         if vdevs().any(|(_, idev, _)| idev == arg.dev_id)
             || vdevs().any(|(v, _, virt)| v == arg.viommu_id && virt == arg.virt_id)
         {
             return Err(Errno::EEXIST);
         }
-        arg.out_vdevice_id =
-            ctx.insert(Obj::Vdevice { viommu: arg.viommu_id, idev: arg.dev_id, virt_id: arg.virt_id });
+        arg.out_vdevice_id = ctx.insert(Obj::Vdevice {
+            viommu: arg.viommu_id,
+            idev: arg.dev_id,
+            virt_id: arg.virt_id,
+        });
         Ok(())
     }
 
-    pub(super) fn veventq_alloc_impl(&self, fd: KernelFd, arg: &mut i::iommu_veventq_alloc) -> Result<KernelFd, Errno> {
+    pub(super) fn veventq_alloc_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut i::iommu_veventq_alloc,
+    ) -> Result<KernelFd, Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "IOMMU_VEVENTQ_ALLOC")?;
-        check_size(arg.size, min_size!(i::iommu_veventq_alloc, __reserved), size_of::<i::iommu_veventq_alloc>())?;
+        check_size(
+            arg.size,
+            min_size!(i::iommu_veventq_alloc, __reserved),
+            size_of::<i::iommu_veventq_alloc>(),
+        )?;
         if arg.flags != 0 || arg.__reserved != 0 || arg.type_ == 0 {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -822,12 +1059,19 @@ impl Sim {
             return Err(Errno::ENOENT);
         }
         // One queue per type per vIOMMU (unknown types are accepted and never fire).
-        if ctx.objects.values().any(|o| matches!(o, Obj::Veventq { viommu, .. } if *viommu == arg.viommu_id)) {
+        if ctx
+            .objects
+            .values()
+            .any(|o| matches!(o, Obj::Veventq { viommu, .. } if *viommu == arg.viommu_id))
+        {
             return Err(Errno::EEXIST);
         }
         let qfd = s.new_fd(File::Veventq(fd.0, 0));
         let ctx = s.ctx_mut(fd)?;
-        let id = ctx.insert(Obj::Veventq { viommu: arg.viommu_id, fd: qfd.0 });
+        let id = ctx.insert(Obj::Veventq {
+            viommu: arg.viommu_id,
+            fd: qfd.0,
+        });
         s.files.insert(qfd.0, File::Veventq(fd.0, id));
         arg.out_veventq_id = id;
         arg.out_veventq_fd = qfd.0 as u32;
@@ -840,7 +1084,13 @@ impl Sim {
     }
 
     /// Attaches device `dev` (object `idev`) to `pt_id` in iommufd `fd`; returns the HWPT id.
-    pub(super) fn attach(&self, s: &mut State, fd: i32, dev: usize, pt_id: u32) -> Result<u32, Errno> {
+    pub(super) fn attach(
+        &self,
+        s: &mut State,
+        fd: i32,
+        dev: usize,
+        pt_id: u32,
+    ) -> Result<u32, Errno> {
         let kfd = KernelFd(fd);
         let ctx = match s.files.get(&fd) {
             Some(File::Iommufd(c)) => c,
@@ -850,7 +1100,9 @@ impl Sim {
             Some(Obj::Ioas(_)) => {
                 // Reuse an auto HWPT on this IOAS (same SMMU), else create one.
                 let found = ctx.objects.iter().find_map(|(id, o)| match o {
-                    Obj::Hwpt(Hwpt::Paging { ioas, auto: true, .. }) if *ioas == pt_id => Some(*id),
+                    Obj::Hwpt(Hwpt::Paging {
+                        ioas, auto: true, ..
+                    }) if *ioas == pt_id => Some(*id),
                     _ => None,
                 });
                 (found, pt_id, found.is_none())
@@ -858,12 +1110,22 @@ impl Sim {
             Some(Obj::Hwpt(Hwpt::Paging { ioas, .. })) => (Some(pt_id), *ioas, false),
             Some(Obj::Hwpt(Hwpt::Nested { ste, .. })) => {
                 let cfg = (ste[0] & STE0_CFG_MASK) >> STE0_CFG_SHIFT;
-                let idev = ctx.objects.iter().find_map(|(id, o)| matches!(o, Obj::Device(d) if *d == dev).then_some(*id));
-                let has_vdev = ctx.objects.values().any(|o| matches!(o, Obj::Vdevice { idev: i, .. } if Some(*i) == idev));
+                let idev = ctx
+                    .objects
+                    .iter()
+                    .find_map(|(id, o)| matches!(o, Obj::Device(d) if *d == dev).then_some(*id));
+                let has_vdev = ctx
+                    .objects
+                    .values()
+                    .any(|o| matches!(o, Obj::Vdevice { idev: i, .. } if Some(*i) == idev));
                 if ste[0] & STE0_V != 0 && cfg == STE_CFG_S1 && !has_vdev {
                     return Err(Errno::ENOENT);
                 }
-                (Some(pt_id), ctx.paging_ioas(pt_id).ok_or(Errno::ENOENT)?, false)
+                (
+                    Some(pt_id),
+                    ctx.paging_ioas(pt_id).ok_or(Errno::ENOENT)?,
+                    false,
+                )
             }
             Some(_) => return Err(Errno::EINVAL),
             None => return Err(Errno::ENOENT),
@@ -874,8 +1136,15 @@ impl Sim {
         let win = (base, base + len - 1);
         let ctx = s.ctx_mut(kfd)?;
         let a = ctx.ioas(ioas)?;
-        let aperture_end = if self.config.ias_bits < 64 { (1u64 << self.config.ias_bits) - 1 } else { u64::MAX };
-        if a.areas.iter().any(|(s, (l, _, _))| overlaps((*s, *l), win) || *l > aperture_end) {
+        let aperture_end = if self.config.ias_bits < 64 {
+            (1u64 << self.config.ias_bits) - 1
+        } else {
+            u64::MAX
+        };
+        if a.areas
+            .iter()
+            .any(|(s, (l, _, _))| overlaps((*s, *l), win) || *l > aperture_end)
+        {
             return Err(Errno::EADDRINUSE);
         }
         if a.allowed.iter().any(|r| overlaps(*r, win)) {
@@ -883,16 +1152,29 @@ impl Sim {
         }
         let id = match hwpt {
             Some(h) => h,
-            None => ctx.insert(Obj::Hwpt(Hwpt::Paging { ioas, nest_parent: false, auto: new_auto })),
+            None => ctx.insert(Obj::Hwpt(Hwpt::Paging {
+                ioas,
+                nest_parent: false,
+                auto: new_auto,
+            })),
         };
         Ok(id)
     }
 
     /// Detaches `dev` from HWPT `hwpt`: an auto HWPT no device uses any more is destroyed.
     pub(super) fn detach(s: &mut State, fd: i32, hwpt: u32) {
-        let others = s.devices.iter().filter(|d| d.attached_in(fd) == Some(hwpt)).count();
+        let others = s
+            .devices
+            .iter()
+            .filter(|d| d.attached_in(fd) == Some(hwpt))
+            .count();
         if let Some(File::Iommufd(ctx)) = s.files.get_mut(&fd) {
-            if others == 0 && matches!(ctx.objects.get(&hwpt), Some(Obj::Hwpt(Hwpt::Paging { auto: true, .. }))) {
+            if others == 0
+                && matches!(
+                    ctx.objects.get(&hwpt),
+                    Some(Obj::Hwpt(Hwpt::Paging { auto: true, .. }))
+                )
+            {
                 ctx.objects.remove(&hwpt);
             }
         }
@@ -910,7 +1192,8 @@ impl Sim {
             for id in vdevs {
                 ctx.objects.insert(id, Obj::Tombstone);
             }
-            ctx.objects.retain(|_, o| !matches!(o, Obj::Device(d) if *d == dev));
+            ctx.objects
+                .retain(|_, o| !matches!(o, Obj::Device(d) if *d == dev));
         }
     }
 
@@ -918,9 +1201,11 @@ impl Sim {
     pub(super) fn nested_cfg(s: &State, fd: i32, hwpt: u32) -> Option<u64> {
         match s.files.get(&fd) {
             Some(File::Iommufd(ctx)) => match ctx.objects.get(&hwpt) {
-                Some(Obj::Hwpt(Hwpt::Nested { ste, .. })) => {
-                    Some(if ste[0] & STE0_V == 0 { STE_CFG_ABORT } else { (ste[0] & STE0_CFG_MASK) >> STE0_CFG_SHIFT })
-                }
+                Some(Obj::Hwpt(Hwpt::Nested { ste, .. })) => Some(if ste[0] & STE0_V == 0 {
+                    STE_CFG_ABORT
+                } else {
+                    (ste[0] & STE0_CFG_MASK) >> STE0_CFG_SHIFT
+                }),
                 _ => None,
             },
             _ => None,
@@ -962,7 +1247,11 @@ fn alloc_iova(
     if align < iova_alignment {
         return Err(Errno::EINVAL);
     }
-    let spans = if allowed.is_empty() { vec![(page, u64::MAX - page)] } else { allowed.to_vec() };
+    let spans = if allowed.is_empty() {
+        vec![(page, u64::MAX - page)]
+    } else {
+        allowed.to_vec()
+    };
     let mut used: Vec<(u64, u64)> = resv.iter().chain(areas).copied().collect();
     used.sort_unstable();
     for (lo, hi) in spans {
@@ -989,10 +1278,13 @@ mod tests {
     fn holes_between_taken_ranges() {
         assert_eq!(holes(vec![], 0, u64::MAX), vec![(0, u64::MAX)]);
         assert_eq!(
-            holes(vec![(0x800_0000, 0x80f_ffff), (1 << 48, u64::MAX)], 0, u64::MAX),
+            holes(
+                vec![(0x800_0000, 0x80f_ffff), (1 << 48, u64::MAX)],
+                0,
+                u64::MAX
+            ),
             vec![(0, 0x7ff_ffff), (0x810_0000, (1 << 48) - 1)]
         );
         assert_eq!(holes(vec![(0, 9), (5, 20)], 0, 30), vec![(21, 30)]);
     }
 }
-

@@ -62,8 +62,20 @@ impl Default for SimConfig {
             canwbs: false,
             proposed_uapi: false,
             its_doorbells: vec![0x0808_0000 + vmsi_sys::GITS_TRANSLATER_OFFSET],
-            smmu_idr: [0x0d44_101b, 0x0273_0010, 0, 0x0000_1414, 0, 0x0000_0074, 0, 1],
-            devices: vec![SimDevice::edu("/dev/vfio/devices/vfio0"), SimDevice::nvme("/dev/vfio/devices/vfio1", 65)],
+            smmu_idr: [
+                0x0d44_101b,
+                0x0273_0010,
+                0,
+                0x0000_1414,
+                0,
+                0x0000_0074,
+                0,
+                1,
+            ],
+            devices: vec![
+                SimDevice::edu("/dev/vfio/devices/vfio0"),
+                SimDevice::nvme("/dev/vfio/devices/vfio1", 65),
+            ],
         }
     }
 }
@@ -71,7 +83,10 @@ impl Default for SimConfig {
 impl SimConfig {
     /// The default machine with CANWBS set, as the rig's ACPI mode with a patched IORT.
     pub fn nested() -> Self {
-        SimConfig { canwbs: true, ..SimConfig::default() }
+        SimConfig {
+            canwbs: true,
+            ..SimConfig::default()
+        }
     }
 }
 
@@ -188,8 +203,15 @@ impl Sim {
     /// A model of the machine `config` describes.
     pub fn new(config: SimConfig) -> Arc<Sim> {
         let devices = config.devices.iter().map(vfio::DeviceState::new).collect();
-        let state = State { next_fd: 1000, devices, ..State::default() };
-        Arc::new(Sim { config, state: Mutex::new(state) })
+        let state = State {
+            next_fd: 1000,
+            devices,
+            ..State::default()
+        };
+        Arc::new(Sim {
+            config,
+            state: Mutex::new(state),
+        })
     }
 
     /// The configuration in force.
@@ -212,7 +234,11 @@ impl Sim {
     /// Counters for leak checks and call counting.
     pub fn stats(&self) -> SimStats {
         let s = self.state.lock();
-        let mut st = SimStats { calls: s.stats.clone(), open_files: s.files.len(), ..SimStats::default() };
+        let mut st = SimStats {
+            calls: s.stats.clone(),
+            open_files: s.files.len(),
+            ..SimStats::default()
+        };
         for f in s.files.values() {
             if let File::Iommufd(ctx) = f {
                 st.live_objects += ctx.objects.len();
@@ -227,7 +253,9 @@ impl Sim {
     /// NVMe completion would). Returns whether an eventfd was signalled.
     pub fn raise_irq(&self, device: &Path, index: u32, vector: u32) -> bool {
         let s = self.state.lock();
-        let Some(d) = s.devices.iter().find(|d| d.config.path == device) else { return false };
+        let Some(d) = s.devices.iter().find(|d| d.config.path == device) else {
+            return false;
+        };
         if !s.delivers_msi(d) {
             return false;
         }
@@ -324,11 +352,19 @@ impl super::Kernel for Sim {
         }
     }
 
-    fn destroy(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_destroy) -> Result<(), Errno> {
+    fn destroy(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_destroy,
+    ) -> Result<(), Errno> {
         self.destroy_impl(iommufd, arg)
     }
 
-    fn ioas_alloc(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_ioas_alloc) -> Result<(), Errno> {
+    fn ioas_alloc(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_ioas_alloc,
+    ) -> Result<(), Errno> {
         self.ioas_alloc_impl(iommufd, arg)
     }
 
@@ -339,7 +375,9 @@ impl super::Kernel for Sim {
         mem: &super::DmaMemory,
         offset: usize,
     ) -> Result<(), Errno> {
-        let in_bounds = offset.checked_add(arg.length as usize).is_some_and(|end| end <= mem.len());
+        let in_bounds = offset
+            .checked_add(arg.length as usize)
+            .is_some_and(|end| end <= mem.len());
         if !in_bounds {
             return Err(Errno::EFAULT);
         }
@@ -347,7 +385,11 @@ impl super::Kernel for Sim {
         self.ioas_map_impl(iommufd, arg)
     }
 
-    unsafe fn ioas_map_user(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_ioas_map) -> Result<(), Errno> {
+    unsafe fn ioas_map_user(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_ioas_map,
+    ) -> Result<(), Errno> {
         self.ioas_map_impl(iommufd, arg)
     }
 
@@ -360,11 +402,19 @@ impl super::Kernel for Sim {
         self.ioas_map_file_impl(iommufd, arg)
     }
 
-    fn ioas_unmap(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_ioas_unmap) -> Result<(), Errno> {
+    fn ioas_unmap(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_ioas_unmap,
+    ) -> Result<(), Errno> {
         self.ioas_unmap_impl(iommufd, arg)
     }
 
-    fn ioas_copy(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_ioas_copy) -> Result<(), Errno> {
+    fn ioas_copy(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_ioas_copy,
+    ) -> Result<(), Errno> {
         self.ioas_copy_impl(iommufd, arg)
     }
 
@@ -386,15 +436,29 @@ impl super::Kernel for Sim {
         self.ioas_allow_iovas_impl(iommufd, arg, ranges)
     }
 
-    fn option(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_option) -> Result<(), Errno> {
+    fn option(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_option,
+    ) -> Result<(), Errno> {
         self.option_impl(iommufd, arg)
     }
 
-    fn hwpt_alloc(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_hwpt_alloc, data: &[u8]) -> Result<(), Errno> {
+    fn hwpt_alloc(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_hwpt_alloc,
+        data: &[u8],
+    ) -> Result<(), Errno> {
         self.hwpt_alloc_impl(iommufd, arg, data)
     }
 
-    fn get_hw_info(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_hw_info, data: &mut [u8]) -> Result<(), Errno> {
+    fn get_hw_info(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_hw_info,
+        data: &mut [u8],
+    ) -> Result<(), Errno> {
         self.get_hw_info_impl(iommufd, arg, data)
     }
 
@@ -407,15 +471,28 @@ impl super::Kernel for Sim {
         self.hwpt_invalidate_impl(iommufd, arg, entries)
     }
 
-    fn viommu_alloc(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_viommu_alloc, data: &[u8]) -> Result<(), Errno> {
+    fn viommu_alloc(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_viommu_alloc,
+        data: &[u8],
+    ) -> Result<(), Errno> {
         self.viommu_alloc_impl(iommufd, arg, data)
     }
 
-    fn vdevice_alloc(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_vdevice_alloc) -> Result<(), Errno> {
+    fn vdevice_alloc(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_vdevice_alloc,
+    ) -> Result<(), Errno> {
         self.vdevice_alloc_impl(iommufd, arg)
     }
 
-    fn veventq_alloc(&self, iommufd: KernelFd, arg: &mut vmsi_sys::iommufd::iommu_veventq_alloc) -> Result<KernelFd, Errno> {
+    fn veventq_alloc(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::iommufd::iommu_veventq_alloc,
+    ) -> Result<KernelFd, Errno> {
         self.veventq_alloc_impl(iommufd, arg)
     }
 
@@ -428,27 +505,52 @@ impl super::Kernel for Sim {
         self.device_bind_impl(device, iommufd, arg)
     }
 
-    fn device_attach(&self, device: KernelFd, arg: &mut vmsi_sys::vfio::vfio_device_attach_iommufd_pt) -> Result<(), Errno> {
+    fn device_attach(
+        &self,
+        device: KernelFd,
+        arg: &mut vmsi_sys::vfio::vfio_device_attach_iommufd_pt,
+    ) -> Result<(), Errno> {
         self.device_attach_impl(device, arg)
     }
 
-    fn device_detach(&self, device: KernelFd, arg: &mut vmsi_sys::vfio::vfio_device_detach_iommufd_pt) -> Result<(), Errno> {
+    fn device_detach(
+        &self,
+        device: KernelFd,
+        arg: &mut vmsi_sys::vfio::vfio_device_detach_iommufd_pt,
+    ) -> Result<(), Errno> {
         self.device_detach_impl(device, arg)
     }
 
-    fn device_get_info(&self, device: KernelFd, arg: &mut vmsi_sys::vfio::vfio_device_info) -> Result<(), Errno> {
+    fn device_get_info(
+        &self,
+        device: KernelFd,
+        arg: &mut vmsi_sys::vfio::vfio_device_info,
+    ) -> Result<(), Errno> {
         self.device_get_info_impl(device, arg)
     }
 
-    fn device_get_region_info(&self, device: KernelFd, arg: &mut vmsi_sys::vfio::vfio_region_info) -> Result<(), Errno> {
+    fn device_get_region_info(
+        &self,
+        device: KernelFd,
+        arg: &mut vmsi_sys::vfio::vfio_region_info,
+    ) -> Result<(), Errno> {
         self.device_get_region_info_impl(device, arg)
     }
 
-    fn device_get_irq_info(&self, device: KernelFd, arg: &mut vmsi_sys::vfio::vfio_irq_info) -> Result<(), Errno> {
+    fn device_get_irq_info(
+        &self,
+        device: KernelFd,
+        arg: &mut vmsi_sys::vfio::vfio_irq_info,
+    ) -> Result<(), Errno> {
         self.device_get_irq_info_impl(device, arg)
     }
 
-    fn device_set_irqs(&self, device: KernelFd, header: &super::IrqSetHeader, data: super::IrqData<'_>) -> Result<u32, Errno> {
+    fn device_set_irqs(
+        &self,
+        device: KernelFd,
+        header: &super::IrqSetHeader,
+        data: super::IrqData<'_>,
+    ) -> Result<u32, Errno> {
         self.device_set_irqs_impl(device, header, data)
     }
 
@@ -464,7 +566,12 @@ impl super::Kernel for Sim {
         self.device_write_impl(device, buf, offset)
     }
 
-    fn device_mmap(&self, device: KernelFd, offset: u64, len: usize) -> Result<super::MmioRegion, Errno> {
+    fn device_mmap(
+        &self,
+        device: KernelFd,
+        offset: u64,
+        len: usize,
+    ) -> Result<super::MmioRegion, Errno> {
         self.device_mmap_impl(device, offset, len)
     }
 }

@@ -86,14 +86,27 @@ impl DeviceState {
     /// The device's software MSI window: the driver's, or the one set with the proposed
     /// per-device options.
     pub(super) fn sw_msi_window(&self, c: &SimConfig) -> (u64, u64) {
-        if self.sw_msi.1 != 0 { self.sw_msi } else { c.sw_msi_window }
+        if self.sw_msi.1 != 0 {
+            self.sw_msi
+        } else {
+            c.sw_msi_window
+        }
     }
 
-    pub(super) fn sw_msi_option(&mut self, arg: &mut i::iommu_option, set: bool, _c: &SimConfig) -> Result<(), Errno> {
+    pub(super) fn sw_msi_option(
+        &mut self,
+        arg: &mut i::iommu_option,
+        set: bool,
+        _c: &SimConfig,
+    ) -> Result<(), Errno> {
         const MIB: u64 = 1 << 20;
         let start = arg.option_id == vmsi_sys::names::IOMMU_OPTION_HUGE_PAGES + 1;
         if !set {
-            arg.val64 = if start { self.sw_msi.0 } else { self.sw_msi.1 / MIB };
+            arg.val64 = if start {
+                self.sw_msi.0
+            } else {
+                self.sw_msi.1 / MIB
+            };
             return Ok(());
         }
         if self.attached.is_some() {
@@ -161,14 +174,22 @@ fn config_size(d: &SimDevice) -> usize {
 }
 
 fn ensure_bound(s: &State, dev: usize) -> Result<(), Errno> {
-    if s.devices[dev].bound.is_some() { Ok(()) } else { Err(Errno::EINVAL) }
+    if s.devices[dev].bound.is_some() {
+        Ok(())
+    } else {
+        Err(Errno::EINVAL)
+    }
 }
 
 impl Sim {
     pub(super) fn open_device_impl(&self, path: &std::path::Path) -> Result<KernelFd, Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "open(VFIO cdev)")?;
-        let dev = s.devices.iter().position(|d| d.config.path == path).ok_or(Errno::ENOENT)?;
+        let dev = s
+            .devices
+            .iter()
+            .position(|d| d.config.path == path)
+            .ok_or(Errno::ENOENT)?;
         Ok(s.new_fd(File::Device(dev)))
     }
 
@@ -223,7 +244,11 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn device_attach_impl(&self, device: KernelFd, arg: &mut v::vfio_device_attach_iommufd_pt) -> Result<(), Errno> {
+    pub(super) fn device_attach_impl(
+        &self,
+        device: KernelFd,
+        arg: &mut v::vfio_device_attach_iommufd_pt,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "VFIO_DEVICE_ATTACH_IOMMUFD_PT")?;
         let dev = s.device_index(device)?;
@@ -261,7 +286,11 @@ impl Sim {
         }
     }
 
-    pub(super) fn device_detach_impl(&self, device: KernelFd, arg: &mut v::vfio_device_detach_iommufd_pt) -> Result<(), Errno> {
+    pub(super) fn device_detach_impl(
+        &self,
+        device: KernelFd,
+        arg: &mut v::vfio_device_detach_iommufd_pt,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "VFIO_DEVICE_DETACH_IOMMUFD_PT")?;
         let dev = s.device_index(device)?;
@@ -282,7 +311,11 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn device_get_info_impl(&self, device: KernelFd, arg: &mut v::vfio_device_info) -> Result<(), Errno> {
+    pub(super) fn device_get_info_impl(
+        &self,
+        device: KernelFd,
+        arg: &mut v::vfio_device_info,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "VFIO_DEVICE_GET_INFO")?;
         let dev = s.device_index(device)?;
@@ -298,7 +331,11 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn device_get_region_info_impl(&self, device: KernelFd, arg: &mut v::vfio_region_info) -> Result<(), Errno> {
+    pub(super) fn device_get_region_info_impl(
+        &self,
+        device: KernelFd,
+        arg: &mut v::vfio_region_info,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "VFIO_DEVICE_GET_REGION_INFO")?;
         let dev = s.device_index(device)?;
@@ -314,8 +351,16 @@ impl Sim {
         let (size, flags) = match arg.index {
             0..=5 => {
                 let size = d.bars[arg.index as usize];
-                let mmap = if size >= self.config.page_size { v::VFIO_REGION_INFO_FLAG_MMAP } else { 0 };
-                let caps = if msix_bar && size != 0 { v::VFIO_REGION_INFO_FLAG_CAPS } else { 0 };
+                let mmap = if size >= self.config.page_size {
+                    v::VFIO_REGION_INFO_FLAG_MMAP
+                } else {
+                    0
+                };
+                let caps = if msix_bar && size != 0 {
+                    v::VFIO_REGION_INFO_FLAG_CAPS
+                } else {
+                    0
+                };
                 (size, if size == 0 { 0 } else { rw | mmap | caps })
             }
             6 => (0, v::VFIO_REGION_INFO_FLAG_READ),
@@ -336,7 +381,11 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn device_get_irq_info_impl(&self, device: KernelFd, arg: &mut v::vfio_irq_info) -> Result<(), Errno> {
+    pub(super) fn device_get_irq_info_impl(
+        &self,
+        device: KernelFd,
+        arg: &mut v::vfio_irq_info,
+    ) -> Result<(), Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "VFIO_DEVICE_GET_IRQ_INFO")?;
         let dev = s.device_index(device)?;
@@ -360,7 +409,12 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn device_set_irqs_impl(&self, device: KernelFd, h: &IrqSetHeader, data: IrqData<'_>) -> Result<u32, Errno> {
+    pub(super) fn device_set_irqs_impl(
+        &self,
+        device: KernelFd,
+        h: &IrqSetHeader,
+        data: IrqData<'_>,
+    ) -> Result<u32, Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "VFIO_DEVICE_SET_IRQS")?;
         let dev = s.device_index(device)?;
@@ -369,7 +423,10 @@ impl Sim {
         let data_mask = v::VFIO_IRQ_SET_DATA_TYPE_MASK | if proposed { 1 << 6 } else { 0 };
         let action_mask = v::VFIO_IRQ_SET_ACTION_TYPE_MASK | if proposed { 1 << 7 } else { 0 };
         // vfio_set_irqs_validate_and_prepare, all EINVAL.
-        if h.index >= NUM_IRQS || h.count >= u32::MAX - h.start || h.flags & !(data_mask | action_mask) != 0 {
+        if h.index >= NUM_IRQS
+            || h.count >= u32::MAX - h.start
+            || h.flags & !(data_mask | action_mask) != 0
+        {
             return Err(Errno::EINVAL);
         }
         let d = &mut s.devices[dev];
@@ -416,7 +473,11 @@ impl Sim {
                 if nvec == 0 {
                     return Err(Errno::ERANGE);
                 }
-                let cap = if msix { d.config.msix_vectors } else { d.config.msi_vectors };
+                let cap = if msix {
+                    d.config.msix_vectors
+                } else {
+                    d.config.msi_vectors
+                };
                 if nvec > cap {
                     return Ok(cap);
                 }
@@ -449,13 +510,21 @@ impl Sim {
         Ok(0)
     }
 
-    pub(super) fn device_read_impl(&self, device: KernelFd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    pub(super) fn device_read_impl(
+        &self,
+        device: KernelFd,
+        buf: &mut [u8],
+        offset: u64,
+    ) -> Result<usize, Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "pread(VFIO region)")?;
         let dev = s.device_index(device)?;
         ensure_bound(&s, dev)?;
         let d = &s.devices[dev];
-        let (index, off) = ((offset >> REGION_SHIFT) as u32, (offset & ((1 << REGION_SHIFT) - 1)) as usize);
+        let (index, off) = (
+            (offset >> REGION_SHIFT) as u32,
+            (offset & ((1 << REGION_SHIFT) - 1)) as usize,
+        );
         let copy = |src: &[u8], buf: &mut [u8]| {
             let n = buf.len().min(src.len().saturating_sub(off));
             buf[..n].copy_from_slice(&src[off..off + n]);
@@ -468,13 +537,21 @@ impl Sim {
         }
     }
 
-    pub(super) fn device_write_impl(&self, device: KernelFd, buf: &[u8], offset: u64) -> Result<usize, Errno> {
+    pub(super) fn device_write_impl(
+        &self,
+        device: KernelFd,
+        buf: &[u8],
+        offset: u64,
+    ) -> Result<usize, Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "pwrite(VFIO region)")?;
         let dev = s.device_index(device)?;
         ensure_bound(&s, dev)?;
         let d = &mut s.devices[dev];
-        let (index, off) = ((offset >> REGION_SHIFT) as u32, (offset & ((1 << REGION_SHIFT) - 1)) as usize);
+        let (index, off) = (
+            (offset >> REGION_SHIFT) as u32,
+            (offset & ((1 << REGION_SHIFT) - 1)) as usize,
+        );
         let paste = |dst: &mut [u8]| {
             let n = buf.len().min(dst.len().saturating_sub(off));
             dst[off..off + n].copy_from_slice(&buf[..n]);
@@ -487,7 +564,12 @@ impl Sim {
         }
     }
 
-    pub(super) fn device_mmap_impl(&self, device: KernelFd, offset: u64, len: usize) -> Result<MmioRegion, Errno> {
+    pub(super) fn device_mmap_impl(
+        &self,
+        device: KernelFd,
+        offset: u64,
+        len: usize,
+    ) -> Result<MmioRegion, Errno> {
         let mut s = self.state.lock();
         self.enter(&mut s, "mmap")?;
         let dev = s.device_index(device)?;
@@ -529,7 +611,13 @@ fn set_block(
 }
 
 /// `vfio_msi_set_vector_signal`.
-fn set_vector(d: &mut DeviceState, c: &SimConfig, vector: u32, fd: Option<BorrowedFd<'_>>, msix: bool) -> Result<(), Errno> {
+fn set_vector(
+    d: &mut DeviceState,
+    c: &SimConfig,
+    vector: u32,
+    fd: Option<BorrowedFd<'_>>,
+    msix: bool,
+) -> Result<(), Errno> {
     d.triggers[vector as usize] = None;
     let Some(fd) = fd else { return Ok(()) };
     let (_, allocated) = d.irq.ok_or(Errno::EINVAL)?;
@@ -560,7 +648,11 @@ fn is_eventfd(fd: BorrowedFd<'_>) -> bool {
 }
 
 /// Proposed `VFIO_IRQ_SET_ACTION_PREPARE`: record (or, with DATA_NONE, clear) MSI IOVAs.
-fn prepare_msi_iovas(d: &mut DeviceState, h: &IrqSetHeader, data: IrqData<'_>) -> Result<u32, Errno> {
+fn prepare_msi_iovas(
+    d: &mut DeviceState,
+    h: &IrqSetHeader,
+    data: IrqData<'_>,
+) -> Result<u32, Errno> {
     if d.attached.is_none() {
         return Err(Errno::EOPNOTSUPP);
     }

@@ -14,6 +14,7 @@
 # env: RIG_BUILD (cache root), JOBS (make -j, default: nproc)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/../lib.sh
 . "$HERE/../lib.sh"
 KVER=7.2
 JOBS=${JOBS:-$(nproc)}
