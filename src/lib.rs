@@ -9,6 +9,7 @@
 pub mod error;
 pub mod ids;
 mod objects;
+pub mod pci;
 pub mod seam;
 
 pub use error::{Errno, Error, Feature, Op, Result};

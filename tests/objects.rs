@@ -493,11 +493,13 @@ fn host_msix_messages_use_the_msi_window_and_the_its_event_id() {
     nvme.attach_ioas(&ioas).unwrap();
     let fds: Vec<_> = (0..4).map(|_| eventfd()).collect();
     nvme.enable_irqs(MSIX, &borrowed(&fds)).unwrap();
-    let bar = nvme.map_region(0).unwrap();
-    // QEMU's nvme keeps its MSI-X table at BAR0 + 0x2000 (the MSI-X capability says so; a
-    // later issue reads it from config space).
+    let cap = vmsi::pci::MsixCapability::read(&nvme)
+        .unwrap()
+        .expect("nvme has MSI-X");
+    assert_eq!(cap.vectors, 65);
+    let bar = nvme.map_region(cap.table_bar).unwrap();
     for k in 0..4usize {
-        let entry = 0x2000 + 16 * k;
+        let entry = cap.table_offset as usize + 16 * k;
         // The doorbell page is the first one of the window; 0x40 is GITS_TRANSLATER's
         // offset in its page, kept by the kernel.
         assert_eq!(

@@ -109,11 +109,17 @@ pub struct SimDevice {
     pub pcie: bool,
     /// BAR sizes (0: absent).
     pub bars: [u64; 6],
-    /// MSI-X table location (BAR, offset); PBA follows the table.
+    /// MSI-X table location (BAR, offset); the PBA follows in the same BAR at the next
+    /// 4 KiB boundary, as in QEMU's nvme.
     pub msix_table: (u32, u64),
 }
 
 impl SimDevice {
+    /// Offset of the MSI-X pending-bit array in the table's BAR.
+    pub fn msix_pba_offset(&self) -> u64 {
+        (self.msix_table.1 + 16 * self.msix_vectors as u64).next_multiple_of(0x1000)
+    }
+
     /// QEMU's `edu`: MSI with one vector, a 1 MiB BAR0, conventional PCI (no ERR index).
     pub fn edu(path: impl AsRef<Path>) -> Self {
         SimDevice {
@@ -131,10 +137,11 @@ impl SimDevice {
 
     /// QEMU's `nvme` with `vectors` MSI-X vectors, table at BAR0 + 0x2000.
     pub fn nvme(path: impl AsRef<Path>, vectors: u32) -> Self {
+        // QEMU's nvme_mbar_size: registers and doorbells, then the table and the PBA, each
+        // 4 KiB aligned, rounded up to a power of two.
         let table = 0x2000u64;
-        let bar0 = (table + 16 * vectors as u64 + 8 * vectors.div_ceil(64) as u64)
-            .next_power_of_two()
-            .max(0x4000);
+        let pba = (table + 16 * vectors as u64).next_multiple_of(0x1000);
+        let bar0 = (pba + 8 * vectors.div_ceil(64) as u64).next_power_of_two();
         SimDevice {
             path: path.as_ref().into(),
             vendor: 0x1b36,

@@ -39,9 +39,7 @@ pub(in crate::seam) struct DeviceState {
 impl DeviceState {
     pub(super) fn new(d: &SimDevice) -> Self {
         let n = d.msi_vectors.max(d.msix_vectors) as usize;
-        let mut cfg = vec![0u8; config_size(d)];
-        cfg[0..2].copy_from_slice(&d.vendor.to_le_bytes());
-        cfg[2..4].copy_from_slice(&d.device.to_le_bytes());
+        let cfg = config_space(d);
         DeviceState {
             config: d.clone(),
             bound: None,
@@ -166,6 +164,34 @@ impl DeviceState {
             mem[at + 12..at + 16].copy_from_slice(&0u32.to_le_bytes());
         }
     }
+}
+
+/// Config space with the ids and one capability: MSI (64-bit, `msi_vectors` as a power of
+/// two) or MSI-X (table and PBA in BAR0 where [`SimDevice::msix_table`] says).
+fn config_space(d: &SimDevice) -> Vec<u8> {
+    const CAP: usize = 0x40;
+    let mut c = vec![0u8; config_size(d)];
+    c[0..2].copy_from_slice(&d.vendor.to_le_bytes());
+    c[2..4].copy_from_slice(&d.device.to_le_bytes());
+    if d.msi_vectors > 0 {
+        c[6] |= 0x10; // status: capability list
+        c[0x34] = CAP as u8;
+        c[CAP] = 0x05;
+        let mmc = d.msi_vectors.next_power_of_two().trailing_zeros() as u16;
+        let ctrl: u16 = (1 << 7) | (mmc << 1); // 64-bit address capable, multiple message capable
+        c[CAP + 2..CAP + 4].copy_from_slice(&ctrl.to_le_bytes());
+    } else if d.msix_vectors > 0 {
+        c[6] |= 0x10;
+        c[0x34] = CAP as u8;
+        c[CAP] = 0x11;
+        let ctrl = (d.msix_vectors - 1) as u16;
+        c[CAP + 2..CAP + 4].copy_from_slice(&ctrl.to_le_bytes());
+        let (bar, table) = d.msix_table;
+        c[CAP + 4..CAP + 8].copy_from_slice(&((table as u32) | bar).to_le_bytes());
+        let pba = d.msix_pba_offset();
+        c[CAP + 8..CAP + 12].copy_from_slice(&((pba as u32) | bar).to_le_bytes());
+    }
+    c
 }
 
 /// `pci_cfg_space_size`: 4 KiB for PCI Express, 256 bytes for conventional PCI.
