@@ -160,12 +160,18 @@ impl Ctx {
 /// attached device's software MSI window.
 fn reserved(sim: &Sim, s: &State, fd: i32, ctx: &Ctx, ioas: u32) -> Vec<(u64, u64)> {
     let mut r = Vec::new();
-    let has_domain = ctx
-        .objects
-        .values()
-        .any(|o| matches!(o, Obj::Hwpt(Hwpt::Paging { ioas: a, .. }) if *a == ioas));
-    if has_domain && sim.config.ias_bits < 64 {
-        r.push((1u64 << sim.config.ias_bits, u64::MAX));
+    // Each domain on the IOAS reserves what lies past its aperture.
+    for o in ctx.objects.values() {
+        if let Obj::Hwpt(Hwpt::Paging {
+            ioas: a,
+            nest_parent,
+            ..
+        }) = o
+        {
+            if *a == ioas && aperture_end(sim, *nest_parent) != u64::MAX {
+                r.push((aperture_end(sim, *nest_parent) + 1, u64::MAX));
+            }
+        }
     }
     for d in &s.devices {
         if let Some(h) = d.attached_in(fd) {
@@ -176,6 +182,21 @@ fn reserved(sim: &Sim, s: &State, fd: i32, ctx: &Ctx, ioas: u32) -> Vec<(u64, u6
         }
     }
     r
+}
+
+/// Last IOVA a domain translates: stage 1 takes `ias_bits`, a stage-2 nest parent the
+/// SMMU's output size (`arm_smmu_domain_finalise`).
+fn aperture_end(sim: &Sim, nest_parent: bool) -> u64 {
+    let bits = if nest_parent {
+        sim.config.oas_bits
+    } else {
+        sim.config.ias_bits
+    };
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
 }
 
 /// `iopt->iova_alignment`: 1 until a domain (any paging HWPT) exists on the IOAS, then the
@@ -768,11 +789,7 @@ impl Sim {
                 // iopt_table_add_domain: the aperture is reserved and the alignment becomes
                 // the page size; existing areas must fit both.
                 let a = ctx.ioas(arg.pt_id)?;
-                let end = if self.config.ias_bits < 64 {
-                    (1u64 << self.config.ias_bits) - 1
-                } else {
-                    u64::MAX
-                };
+                let end = aperture_end(self, nest_parent);
                 let page = self.config.page_size;
                 if a.areas.iter().any(|(s, (l, va, _))| {
                     *l > end || s % page != 0 || (l + 1) % page != 0 || va % page != 0
@@ -1091,7 +1108,6 @@ impl Sim {
         dev: usize,
         pt_id: u32,
     ) -> Result<u32, Errno> {
-        let kfd = KernelFd(fd);
         let ctx = match s.files.get(&fd) {
             Some(File::Iommufd(c)) => c,
             _ => return Err(Errno::EBADF),
@@ -1134,16 +1150,20 @@ impl Sim {
         // overlap it (iopt_table_enforce_dev_resv_regions).
         let (base, len) = s.devices[dev].sw_msi_window(&self.config);
         let win = (base, base + len - 1);
-        let ctx = s.ctx_mut(kfd)?;
+        let ctx = match s.files.get_mut(&fd) {
+            Some(File::Iommufd(c)) => c,
+            _ => return Err(Errno::EBADF),
+        };
         let a = ctx.ioas(ioas)?;
-        let aperture_end = if self.config.ias_bits < 64 {
-            (1u64 << self.config.ias_bits) - 1
+        // A new auto domain (stage 1) must also cover the areas already mapped.
+        let end = if new_auto {
+            aperture_end(self, false)
         } else {
             u64::MAX
         };
         if a.areas
             .iter()
-            .any(|(s, (l, _, _))| overlaps((*s, *l), win) || *l > aperture_end)
+            .any(|(s, (l, _, _))| overlaps((*s, *l), win) || *l > end)
         {
             return Err(Errno::EADDRINUSE);
         }

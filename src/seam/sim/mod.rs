@@ -33,8 +33,11 @@ use super::KernelFd;
 pub struct SimConfig {
     /// Host page size (the IOAS alignment).
     pub page_size: u64,
-    /// SMMU input address bits: the IOAS aperture is `[0, 2^ias_bits)` once a device attaches.
+    /// Stage-1 input address bits: a stage-1 domain's aperture is `[0, 2^ias_bits)`.
     pub ias_bits: u32,
+    /// Output address bits (IDR5.OAS): a stage-2 (nest parent) domain's aperture is
+    /// `[0, 2^oas_bits)`.
+    pub oas_bits: u32,
     /// The SMMU driver's software MSI window (base, length).
     pub sw_msi_window: (u64, u64),
     /// Stage 1 + stage 2 (FEAT_NESTING): nest-parent HWPTs can be allocated.
@@ -57,6 +60,7 @@ impl Default for SimConfig {
         SimConfig {
             page_size: 4096,
             ias_bits: 48,
+            oas_bits: 44,
             sw_msi_window: (vmsi_sys::SMMUV3_SW_MSI_BASE, vmsi_sys::SMMUV3_SW_MSI_LENGTH),
             nesting: true,
             canwbs: false,
