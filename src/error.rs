@@ -148,6 +148,36 @@ pub enum Error {
     /// The object cannot be destroyed while other objects still hold it.
     #[error("{0} is still used by other objects")]
     InUse(&'static str),
+    /// A guest (or caller) named a vector the table does not have; nothing changed.
+    #[error("vector {vector} is outside the table of {len}")]
+    VectorOutOfRange {
+        /// The vector asked for.
+        vector: u32,
+        /// The table's size.
+        len: u32,
+    },
+    /// A guest access to an emulated MSI-X table, PBA or MSI capability that the PCI spec
+    /// does not allow (wrong size, misaligned, past the end); nothing changed.
+    #[error("bad {size}-byte guest access at offset {offset:#x}")]
+    BadAccess {
+        /// Offset into the region.
+        offset: u64,
+        /// Access size in bytes.
+        size: u8,
+    },
+    /// A guest MSI address that is not one of the doorbells the VMM declared; nothing
+    /// changed.
+    #[error("MSI address {address:#x} is not a declared doorbell")]
+    NotADoorbell {
+        /// The address the guest programmed.
+        address: u64,
+    },
+    /// The per-vector strategy needs an MSI address for this vector and none was provided.
+    #[error("no MSI address was provided for vector {vector}")]
+    NoMsiAddress {
+        /// The vector.
+        vector: u32,
+    },
     /// Reading a sysfs or firmware file failed.
     #[error("reading {path}: {source}")]
     Io {

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod ids;
+pub mod msi;
 mod objects;
 pub mod pci;
 pub mod seam;
