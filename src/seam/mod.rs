@@ -18,10 +18,12 @@ use vmsi_sys::vfio as v;
 
 use crate::error::{Errno, Result};
 
+mod alloc_count;
 mod host;
 mod mem;
 mod sim;
 
+pub use alloc_count::CountingAllocator;
 pub use host::{Host, hw_info_data_type};
 pub use mem::{DmaMemory, MmioRegion};
 pub use sim::{Sim, SimConfig, SimDevice, SimStats};
