@@ -258,7 +258,7 @@ fn op(n: u32) -> impl Strategy<Value = Op> {
         });
     let qword_write = (0..n, any::<bool>(), any::<u64>()).prop_map(|(v, hi, r)| {
         let value = if hi {
-            r % 4 | (r >> 32) % 2 << 32
+            (r % 4) | (((r >> 32) % 2) << 32)
         } else if r % 3 == 0 {
             r
         } else {
