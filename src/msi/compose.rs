@@ -52,16 +52,25 @@ impl DoorbellMap {
             return Err(Error::InvalidArgument("no virtual ITS doorbell declared"));
         }
         for (k, &(iova, len, gpa)) in windows.iter().enumerate() {
-            let ends = len > 0 && iova.checked_add(len - 1).is_some() && gpa.checked_add(len - 1).is_some();
+            let ends = len > 0
+                && iova.checked_add(len - 1).is_some()
+                && gpa.checked_add(len - 1).is_some();
             if !ends {
-                return Err(Error::InvalidArgument("an empty or wrapping doorbell window"));
+                return Err(Error::InvalidArgument(
+                    "an empty or wrapping doorbell window",
+                ));
             }
-            let overlaps = windows[..k].iter().any(|&(o, l, _)| iova <= o + (l - 1) && o <= iova + (len - 1));
+            let overlaps = windows[..k]
+                .iter()
+                .any(|&(o, l, _)| iova <= o + (l - 1) && o <= iova + (len - 1));
             if overlaps {
                 return Err(Error::InvalidArgument("overlapping doorbell windows"));
             }
         }
-        Ok(DoorbellMap { doorbells: vits_doorbells.to_vec(), windows: windows.to_vec() })
+        Ok(DoorbellMap {
+            doorbells: vits_doorbells.to_vec(),
+            windows: windows.to_vec(),
+        })
     }
 
     /// The virtual ITS doorbells.
@@ -99,16 +108,30 @@ pub struct Composer {
 impl Composer {
     /// The host message and route for `vector` when the guest programs `guest`;
     /// `provided` is the vector's MSI address from the table. Pure: allocates nothing.
-    pub fn compose(&self, vector: u32, guest: GuestMessage, provided: Option<u64>) -> Result<(HostMessage, Route)> {
-        let doorbell_gpa = self
-            .doorbells
-            .resolve(self.domain, guest.address)
-            .ok_or(Error::NotADoorbell { address: guest.address })?;
+    pub fn compose(
+        &self,
+        vector: u32,
+        guest: GuestMessage,
+        provided: Option<u64>,
+    ) -> Result<(HostMessage, Route)> {
+        let doorbell_gpa =
+            self.doorbells
+                .resolve(self.domain, guest.address)
+                .ok_or(Error::NotADoorbell {
+                    address: guest.address,
+                })?;
         let address = match self.host {
             HostAddressing::Window { address } => address,
             HostAddressing::PerVector => provided.ok_or(Error::NoMsiAddress { vector })?,
         };
-        Ok((HostMessage { address }, Route { doorbell_gpa, data: guest.data, devid: self.devid }))
+        Ok((
+            HostMessage { address },
+            Route {
+                doorbell_gpa,
+                data: guest.data,
+                devid: self.devid,
+            },
+        ))
     }
 }
 
@@ -122,13 +145,31 @@ mod tests {
     fn paging_routes_the_guest_doorbell_and_the_host_writes_the_window() {
         let c = Composer {
             domain: Domain::Paging,
-            host: HostAddressing::Window { address: 0x800_0040 },
+            host: HostAddressing::Window {
+                address: 0x800_0040,
+            },
             doorbells: DoorbellMap::paging(&[VITS]).unwrap(),
             devid: 0x10,
         };
-        let (h, r) = c.compose(3, GuestMessage { address: VITS, data: 7 }, None).unwrap();
+        let (h, r) = c
+            .compose(
+                3,
+                GuestMessage {
+                    address: VITS,
+                    data: 7,
+                },
+                None,
+            )
+            .unwrap();
         assert_eq!(h.address, 0x800_0040);
-        assert_eq!(r, Route { doorbell_gpa: VITS, data: 7, devid: 0x10 });
+        assert_eq!(
+            r,
+            Route {
+                doorbell_gpa: VITS,
+                data: 7,
+                devid: 0x10
+            }
+        );
         assert!(matches!(
             c.compose(3, GuestMessage { address: VITS + 4, data: 7 }, None),
             Err(Error::NotADoorbell { address }) if address == VITS + 4
@@ -139,13 +180,34 @@ mod tests {
     fn nested_resolves_guest_iovas_through_the_declared_windows() {
         // The guest maps IOVA 0xeeee_0000 onto the vITS page.
         let map = DoorbellMap::nested(&[VITS], &[(0xeeee_0000, 0x1000, 0x0809_0000)]).unwrap();
-        let c = Composer { domain: Domain::Nested, host: HostAddressing::PerVector, doorbells: map, devid: 1 };
-        let g = GuestMessage { address: 0xeeee_0040, data: 2 };
-        assert!(matches!(c.compose(0, g, None), Err(Error::NoMsiAddress { vector: 0 })));
+        let c = Composer {
+            domain: Domain::Nested,
+            host: HostAddressing::PerVector,
+            doorbells: map,
+            devid: 1,
+        };
+        let g = GuestMessage {
+            address: 0xeeee_0040,
+            data: 2,
+        };
+        assert!(matches!(
+            c.compose(0, g, None),
+            Err(Error::NoMsiAddress { vector: 0 })
+        ));
         let (h, r) = c.compose(0, g, Some(0xeeee_0040)).unwrap();
         assert_eq!((h.address, r.doorbell_gpa), (0xeeee_0040, VITS));
         // Inside the window but not the doorbell register.
-        assert!(c.compose(0, GuestMessage { address: 0xeeee_0044, data: 2 }, Some(1)).is_err());
+        assert!(
+            c.compose(
+                0,
+                GuestMessage {
+                    address: 0xeeee_0044,
+                    data: 2
+                },
+                Some(1)
+            )
+            .is_err()
+        );
         assert!(DoorbellMap::nested(&[VITS], &[(0, 0x2000, 0), (0x1000, 0x1000, 0)]).is_err());
         assert!(DoorbellMap::nested(&[VITS], &[(u64::MAX, 2, 0)]).is_err());
         assert!(DoorbellMap::paging(&[]).is_err());

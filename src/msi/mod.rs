@@ -10,10 +10,12 @@
 //!   capability, become table updates. Hostile input gets a typed error and changes nothing.
 
 mod compose;
+mod strategy;
 mod table;
 mod trap;
 
-pub use compose::{Composer, DoorbellMap, Domain, HostAddressing};
+pub use compose::{Composer, Domain, DoorbellMap, HostAddressing};
+pub use strategy::{Finding, KernelWindow, Rmr, Strategy, StrategyReport, probe};
 pub use table::{Delivery, Effect, VectorState, VectorTable};
 pub use trap::{MSI_CAP_LEN, MsixRegion};
 

@@ -138,7 +138,9 @@ impl VectorTable {
 
     fn new(index: IrqIndex, len: u32, composer: Composer) -> Result<Self> {
         if len == 0 || len > index.max_vectors() {
-            return Err(Error::InvalidArgument("vector count outside what the IRQ index allows"));
+            return Err(Error::InvalidArgument(
+                "vector count outside what the IRQ index allows",
+            ));
         }
         let n = len as usize;
         let msi = (index == IrqIndex::Msi).then(|| {
@@ -150,7 +152,9 @@ impl VectorTable {
             MsiRegs { bytes }
         });
         if msi.is_some() && !len.is_power_of_two() {
-            return Err(Error::InvalidArgument("MSI vector counts are powers of two"));
+            return Err(Error::InvalidArgument(
+                "MSI vector counts are powers of two",
+            ));
         }
         let mut masked = BitVec::repeat(false, n);
         if index == IrqIndex::Msix {
@@ -158,7 +162,10 @@ impl VectorTable {
             masked.fill(true);
         }
         let slots = (0..n)
-            .map(|_| Slot { raw: [0, 0, 0, (index == IrqIndex::Msix) as u32], ..Slot::default() })
+            .map(|_| Slot {
+                raw: [0, 0, 0, (index == IrqIndex::Msix) as u32],
+                ..Slot::default()
+            })
             .collect();
         Ok(VectorTable {
             index,
@@ -193,7 +200,14 @@ impl VectorTable {
     }
 
     pub(super) fn check(&self, vector: u32) -> Result<usize> {
-        if vector < self.len { Ok(vector as usize) } else { Err(Error::VectorOutOfRange { vector, len: self.len }) }
+        if vector < self.len {
+            Ok(vector as usize)
+        } else {
+            Err(Error::VectorOutOfRange {
+                vector,
+                len: self.len,
+            })
+        }
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -299,7 +313,10 @@ impl State {
             Some(m) => m.message(v as u32),
             None => {
                 let raw = self.slots[v].raw;
-                GuestMessage { address: raw[0] as u64 | ((raw[1] as u64) << 32), data: raw[2] }
+                GuestMessage {
+                    address: raw[0] as u64 | ((raw[1] as u64) << 32),
+                    data: raw[2],
+                }
             }
         }
     }
@@ -317,7 +334,12 @@ impl State {
 
     /// As [`State::apply`]; without `claim_pending`, pending bits stay for
     /// [`VectorTable::take_pending`].
-    pub(super) fn apply_with(&mut self, vector: u32, guest: GuestMessage, claim_pending: bool) -> Result<Effect> {
+    pub(super) fn apply_with(
+        &mut self,
+        vector: u32,
+        guest: GuestMessage,
+        claim_pending: bool,
+    ) -> Result<Effect> {
         let v = vector as usize;
         let provided = self.provided[v].then_some(self.slots[v].msi_address);
         let (host, route) = self.composer.compose(vector, guest, provided)?;
@@ -330,11 +352,20 @@ impl State {
         if deliver_pending {
             self.pending.set(v, false);
         }
-        Ok(Effect::Routed { vector, route, host, changed, deliver_pending })
+        Ok(Effect::Routed {
+            vector,
+            route,
+            host,
+            changed,
+            deliver_pending,
+        })
     }
 
     /// Number of pending vectors deliverable now.
     pub(super) fn deliverable_pending(&self) -> u32 {
-        self.pending.iter_ones().filter(|&v| self.deliverable(v)).count() as u32
+        self.pending
+            .iter_ones()
+            .filter(|&v| self.deliverable(v))
+            .count() as u32
     }
 }

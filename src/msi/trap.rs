@@ -35,13 +35,23 @@ const CTRL_FUNCTION_MASK: u16 = 1 << 14;
 const ENTRY_MASK_BIT: u32 = 1;
 
 fn sized(offset: u64, size: u8, len: u64) -> Result<()> {
-    let ok = (size == 4 || size == 8) && offset % size as u64 == 0 && offset.checked_add(size as u64).is_some_and(|e| e <= len);
-    if ok { Ok(()) } else { Err(Error::BadAccess { offset, size }) }
+    let ok = (size == 4 || size == 8)
+        && offset % size as u64 == 0
+        && offset.checked_add(size as u64).is_some_and(|e| e <= len);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadAccess { offset, size })
+    }
 }
 
 impl VectorTable {
     fn require(&self, index: IrqIndex, offset: u64, size: u8) -> Result<()> {
-        if self.index() == index { Ok(()) } else { Err(Error::BadAccess { offset, size }) }
+        if self.index() == index {
+            Ok(())
+        } else {
+            Err(Error::BadAccess { offset, size })
+        }
     }
 
     /// Bytes of the MSI-X table.
@@ -63,7 +73,9 @@ impl VectorTable {
                 MsixRegion::Table => s.slots[(k / 4) as usize].raw[(k % 4) as usize],
                 MsixRegion::Pba => {
                     let first = (k * 32) as usize;
-                    (0..32).filter(|b| first + b < s.pending.len() && s.pending[first + b]).fold(0, |w, b| w | 1 << b)
+                    (0..32)
+                        .filter(|b| first + b < s.pending.len() && s.pending[first + b])
+                        .fold(0, |w, b| w | 1 << b)
                 }
             }
         };
@@ -73,11 +85,21 @@ impl VectorTable {
         };
         sized(offset, size, len)?;
         let k = offset / 4;
-        Ok(if size == 4 { dword(k) as u64 } else { dword(k) as u64 | ((dword(k + 1) as u64) << 32) })
+        Ok(if size == 4 {
+            dword(k) as u64
+        } else {
+            dword(k) as u64 | ((dword(k + 1) as u64) << 32)
+        })
     }
 
     /// A guest write of `size` bytes of `value` at `offset` in the MSI-X table or PBA.
-    pub fn msix_write(&self, region: MsixRegion, offset: u64, size: u8, value: u64) -> Result<Effect> {
+    pub fn msix_write(
+        &self,
+        region: MsixRegion,
+        offset: u64,
+        size: u8,
+        value: u64,
+    ) -> Result<Effect> {
         self.require(IrqIndex::Msix, offset, size)?;
         if region == MsixRegion::Pba {
             // Read-only: refuse, so that a guest bug shows up instead of vanishing.
@@ -113,7 +135,11 @@ impl VectorTable {
     pub fn msix_control_write(&self, value: u16) -> Result<Effect> {
         self.require(IrqIndex::Msix, 2, 2)?;
         let mut s = self.lock();
-        set_open(&mut s, value & CTRL_ENABLE != 0, value & CTRL_FUNCTION_MASK != 0)
+        set_open(
+            &mut s,
+            value & CTRL_ENABLE != 0,
+            value & CTRL_FUNCTION_MASK != 0,
+        )
     }
 
     /// A guest read of `size` (1, 2 or 4) bytes at `offset` inside the MSI capability.
@@ -124,7 +150,9 @@ impl VectorTable {
         let m = s.msi.as_ref().ok_or(Error::BadAccess { offset, size })?;
         let mut bytes = m.bytes;
         // The pending bits live in the table's bitmap.
-        let pending = (0..self.len() as usize).filter(|&v| s.pending[v]).fold(0u32, |w, v| w | 1 << v);
+        let pending = (0..self.len() as usize)
+            .filter(|&v| s.pending[v])
+            .fold(0u32, |w, v| w | 1 << v);
         bytes[0x14..0x18].copy_from_slice(&pending.to_le_bytes());
         let o = offset as usize;
         Ok((0..size as usize).fold(0, |w, k| w | (bytes[o + k] as u32) << (8 * k)))
@@ -165,8 +193,14 @@ impl VectorTable {
 fn config_sized(offset: u64, size: u8) -> Result<()> {
     let ok = matches!(size, 1 | 2 | 4)
         && offset % size as u64 == 0
-        && offset.checked_add(size as u64).is_some_and(|e| e <= MSI_CAP_LEN as u64);
-    if ok { Ok(()) } else { Err(Error::BadAccess { offset, size }) }
+        && offset
+            .checked_add(size as u64)
+            .is_some_and(|e| e <= MSI_CAP_LEN as u64);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadAccess { offset, size })
+    }
 }
 
 /// Puts an MSI-X entry's new words in force. Masked or not: the guest reads back what it
@@ -179,9 +213,16 @@ fn write_entry(s: &mut State, v: usize, raw: [u32; 4]) -> Result<Effect> {
     if masked {
         s.slots[v].raw = raw;
         s.masked.set(v, true);
-        return Ok(if was_masked { Effect::None } else { Effect::Masked { vector: v as u32 } });
+        return Ok(if was_masked {
+            Effect::None
+        } else {
+            Effect::Masked { vector: v as u32 }
+        });
     }
-    let guest = GuestMessage { address: raw[0] as u64 | ((raw[1] as u64) << 32), data: raw[2] };
+    let guest = GuestMessage {
+        address: raw[0] as u64 | ((raw[1] as u64) << 32),
+        data: raw[2],
+    };
     let message_same = old[..3] == raw[..3];
     if !was_masked && message_same && s.enabled[v] {
         // Only reserved control bits changed (or an identical rewrite): nothing to do.
@@ -208,7 +249,9 @@ fn set_open(s: &mut State, enable: bool, function_mask: bool) -> Result<Effect> 
     s.function_masked = function_mask;
     let open = enable && !function_mask;
     Ok(match (was_open, open) {
-        (false, true) => Effect::Opened { pending: s.deliverable_pending() },
+        (false, true) => Effect::Opened {
+            pending: s.deliverable_pending(),
+        },
         (true, false) => Effect::Closed,
         _ => Effect::None,
     })
@@ -225,7 +268,12 @@ impl MsiRegs {
     }
 
     fn mask_bits(&self) -> u32 {
-        u32::from_le_bytes([self.bytes[0x10], self.bytes[0x11], self.bytes[0x12], self.bytes[0x13]])
+        u32::from_le_bytes([
+            self.bytes[0x10],
+            self.bytes[0x11],
+            self.bytes[0x12],
+            self.bytes[0x13],
+        ])
     }
 
     /// The message of `vector`: the shared address, and the data with its low bits
@@ -236,7 +284,10 @@ impl MsiRegs {
         let hi = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as u64;
         let data = u16::from_le_bytes([b[0x0c], b[0x0d]]) as u32;
         let n = self.enabled_vectors();
-        GuestMessage { address: lo | (hi << 32), data: (data & !(n - 1)) | (vector & (n - 1)) }
+        GuestMessage {
+            address: lo | (hi << 32),
+            data: (data & !(n - 1)) | (vector & (n - 1)),
+        }
     }
 }
 
@@ -252,10 +303,12 @@ fn apply_msi(s: &mut State, regs: MsiRegs, old: MsiRegs) -> Result<Effect> {
         // Compose every enabled vector first: if any fails, nothing changes.
         for v in 0..n {
             let provided = s.provided[v].then_some(s.slots[v].msi_address);
-            s.composer.compose(v as u32, regs.message(v as u32), provided)?;
+            s.composer
+                .compose(v as u32, regs.message(v as u32), provided)?;
         }
     }
-    let message_changed = old.message(0) != regs.message(0) || old.enabled_vectors() != regs.enabled_vectors();
+    let message_changed =
+        old.message(0) != regs.message(0) || old.enabled_vectors() != regs.enabled_vectors();
     // The usual single-vector MSI gets a precise answer; several vectors changing at once
     // are reported as one Opened, with pending interrupts left for take_pending.
     let single = n == 1 && len == 1 && was_enabled == enable;
@@ -284,10 +337,14 @@ fn apply_msi(s: &mut State, regs: MsiRegs, old: MsiRegs) -> Result<Effect> {
         }
     }
     Ok(match (was_enabled, enable) {
-        (false, true) => Effect::Opened { pending: s.deliverable_pending() },
+        (false, true) => Effect::Opened {
+            pending: s.deliverable_pending(),
+        },
         (true, false) => Effect::Closed,
         _ if single => result,
-        _ if any => Effect::Opened { pending: s.deliverable_pending() },
+        _ if any => Effect::Opened {
+            pending: s.deliverable_pending(),
+        },
         _ => Effect::None,
     })
 }

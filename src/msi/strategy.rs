@@ -1,0 +1,311 @@
+//! MSI strategies: who places the doorbell page, and whether each vector has its own address.
+//!
+//! Chosen at runtime by probing the running kernel, never by guessing: a kernel without the
+//! proposed uAPI answers the probe with `EINVAL` / `EOPNOTSUPP` / `ENOTTY`, and the library
+//! falls back to [`Strategy::KernelWindow`] and says why.
+
+use std::fmt;
+
+use vmsi_sys::names as n;
+
+use super::HostMessage;
+use crate::error::{Errno, Error, Result};
+use crate::ids::DeviceId;
+use crate::objects::{Device, Iommufd, IovaRange};
+use crate::seam::{IrqData, IrqSetHeader};
+
+/// How the MSI doorbell reaches the device's DMA space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Stock kernels (6.15+): the kernel maps each ITS page into its software MSI window
+    /// (page order = first use per iommufd); every vector of a device writes the same
+    /// address there. The library predicts, validates and reports it.
+    KernelWindow,
+    /// Proposed `IOMMU_OPTION_SW_MSI_START/SIZE`: the kernel still places the pages, in a
+    /// window userspace chose before attach.
+    UserWindow,
+    /// Proposed per-vector uAPI: userspace maps the doorbell page and gives each vector its
+    /// own MSI IOVA.
+    PerVector,
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Strategy::KernelWindow => "KernelWindow",
+            Strategy::UserWindow => "UserWindow",
+            Strategy::PerVector => "PerVector",
+        })
+    }
+}
+
+/// Why a strategy is or is not available.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Whether the running kernel supports it.
+    pub available: bool,
+    /// What the probe saw.
+    pub reason: String,
+}
+
+/// The outcome of probing: the strategy chosen and what was found for each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrategyReport {
+    /// The best available strategy (PerVector over UserWindow over KernelWindow).
+    pub chosen: Strategy,
+    /// One finding per strategy, best first.
+    pub findings: Vec<Finding>,
+}
+
+impl fmt::Display for StrategyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "MSI strategy: {}", self.chosen)?;
+        for x in &self.findings {
+            writeln!(
+                f,
+                "  {:<12} {:<11} {}",
+                x.strategy.to_string(),
+                if x.available {
+                    "available"
+                } else {
+                    "unavailable"
+                },
+                x.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Probes the kernel behind `iommufd` with a bound (not necessarily attached) `device`.
+/// The probes change nothing: an option *get*, and a `SET_IRQS` that clears no vectors.
+pub fn probe(iommufd: &Iommufd, device: &Device) -> Result<StrategyReport> {
+    let dev_id = device.id().ok_or(Error::InvalidArgument(
+        "the device is not bound to an iommufd",
+    ))?;
+    let per_vector = probe_per_vector(device)?;
+    let user_window = probe_user_window(iommufd, dev_id)?;
+    let kernel_window = Finding {
+        strategy: Strategy::KernelWindow,
+        available: true,
+        reason: "iommufd maps the ITS page into the driver's software MSI window (Linux 6.15+)"
+            .into(),
+    };
+    let findings = vec![per_vector, user_window, kernel_window];
+    let chosen = findings
+        .iter()
+        .find(|f| f.available)
+        .map_or(Strategy::KernelWindow, |f| f.strategy);
+    Ok(StrategyReport { chosen, findings })
+}
+
+fn probe_per_vector(device: &Device) -> Result<Finding> {
+    // DATA_NONE | ACTION_PREPARE with count 0 would clear no IOVAs on a kernel that has the
+    // action; a stock kernel rejects the unknown action bit first, with EINVAL.
+    const PREPARE: u32 = 1 << 7;
+    let header = IrqSetHeader {
+        flags: vmsi_sys::vfio::VFIO_IRQ_SET_DATA_NONE | PREPARE,
+        index: vmsi_sys::vfio::VFIO_PCI_MSIX_IRQ_INDEX,
+        start: 0,
+        count: 0,
+    };
+    let (available, reason) = match device.set_irqs(&header, IrqData::None) {
+        Ok(()) => (
+            false,
+            "VFIO_IRQ_SET_ACTION_PREPARE is accepted, but the doorbell-map ioctl it needs is not defined yet".to_string(),
+        ),
+        Err(e) => match e.errno() {
+            Some(errno @ (Errno::EINVAL | Errno::ENOTTY | Errno::EOPNOTSUPP)) => {
+                (false, format!("VFIO_IRQ_SET_ACTION_PREPARE refused ({errno}): not in this kernel"))
+            }
+            _ => return Err(e),
+        },
+    };
+    Ok(Finding {
+        strategy: Strategy::PerVector,
+        available,
+        reason,
+    })
+}
+
+fn probe_user_window(iommufd: &Iommufd, dev_id: DeviceId) -> Result<Finding> {
+    const SW_MSI_START: u32 = 2;
+    let (available, reason) =
+        match iommufd.option(n::IOMMU_OPTION_OP_GET, SW_MSI_START, dev_id.0, 0) {
+            Ok(start) => (
+                true,
+                format!("IOMMU_OPTION_SW_MSI_START is supported (current start {start:#x})"),
+            ),
+            Err(e) => match e.errno() {
+                Some(errno @ (Errno::EINVAL | Errno::ENOTTY | Errno::EOPNOTSUPP)) => (
+                    false,
+                    format!("IOMMU_OPTION_SW_MSI_START refused ({errno}): not in this kernel"),
+                ),
+                _ => return Err(e),
+            },
+        };
+    Ok(Finding {
+        strategy: Strategy::UserWindow,
+        available,
+        reason,
+    })
+}
+
+/// Where the kernel puts doorbells for a device under [`Strategy::KernelWindow`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelWindow {
+    /// The software MSI window (inclusive range), from `reserved_regions` or the IOVA hole.
+    pub window: IovaRange,
+    /// The host page size.
+    pub page_size: u64,
+}
+
+impl KernelWindow {
+    /// The window, after checking that it can hold at least one page and the page size is
+    /// a power of two.
+    pub fn new(window: IovaRange, page_size: u64) -> Result<Self> {
+        let len = window
+            .last
+            .checked_sub(window.start)
+            .and_then(|l| l.checked_add(1));
+        if !page_size.is_power_of_two()
+            || window.start % page_size != 0
+            || len.is_none_or(|l| l < page_size)
+        {
+            return Err(Error::InvalidArgument(
+                "an MSI window must hold at least one aligned page",
+            ));
+        }
+        Ok(KernelWindow { window, page_size })
+    }
+
+    /// Pages the window holds: the most ITS doorbell pages one iommufd can use.
+    pub fn pages(&self) -> u64 {
+        (self.window.last - self.window.start).div_ceil(self.page_size)
+    }
+
+    /// The host message of every vector whose MSIs go to the physical doorbell `doorbell`
+    /// when its page is the `page_index`-th doorbell page this iommufd used (0 on a
+    /// single-ITS host): window + index * page size + the doorbell's offset in its page.
+    pub fn host_message(&self, doorbell: u64, page_index: u64) -> Result<HostMessage> {
+        if page_index >= self.pages() {
+            return Err(Error::InvalidArgument(
+                "more doorbell pages than the MSI window holds",
+            ));
+        }
+        Ok(HostMessage {
+            address: self.window.start
+                + page_index * self.page_size
+                + (doorbell & (self.page_size - 1)),
+        })
+    }
+
+    /// Checks that guest RAM (GPA ranges, mapped 1:1 into the stage 2) stays out of the
+    /// window: a nested guest's RAM there would collide with the kernel's doorbell mapping.
+    pub fn check_guest_ram(&self, ram: &[IovaRange]) -> Result<()> {
+        match ram
+            .iter()
+            .find(|r| r.start <= self.window.last && self.window.start <= r.last)
+        {
+            Some(_) => Err(Error::InvalidArgument(
+                "guest RAM overlaps the kernel's MSI window",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The IORT RMR a nested guest's firmware needs so that its stage 1 maps the window 1:1.
+    pub fn rmr(&self) -> Rmr {
+        Rmr {
+            base: self.window.start,
+            length: self.window.last - self.window.start + 1,
+        }
+    }
+}
+
+/// An IORT Reserved Memory Range node's one memory range, covering a device's whole RID
+/// span (what QEMU's `arm-smmuv3,accel=on` emits: flags 0, no remap, Device-nGnRnE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rmr {
+    /// Base address (identity mapped by the guest's stage 1).
+    pub base: u64,
+    /// Length in bytes.
+    pub length: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicts_the_window_address_and_refuses_ram_inside_it() {
+        let w = KernelWindow::new(
+            IovaRange {
+                start: 0x800_0000,
+                last: 0x80f_ffff,
+            },
+            4096,
+        )
+        .unwrap();
+        assert_eq!(w.pages(), 256);
+        assert_eq!(w.host_message(0x0809_0040, 0).unwrap().address, 0x800_0040);
+        assert_eq!(w.host_message(0x0a09_0040, 1).unwrap().address, 0x800_1040);
+        assert!(w.host_message(0x0809_0040, 256).is_err());
+        // 64 KiB pages keep the same 0x40 offset of GITS_TRANSLATER in its page.
+        let w64 = KernelWindow::new(
+            IovaRange {
+                start: 0x800_0000,
+                last: 0x80f_ffff,
+            },
+            65536,
+        )
+        .unwrap();
+        assert_eq!(
+            w64.host_message(0x0809_0040, 1).unwrap().address,
+            0x801_0040
+        );
+        assert!(
+            w.check_guest_ram(&[IovaRange {
+                start: 0x4000_0000,
+                last: 0x7fff_ffff
+            }])
+            .is_ok()
+        );
+        assert!(
+            w.check_guest_ram(&[IovaRange {
+                start: 0,
+                last: 0x0800_0000
+            }])
+            .is_err()
+        );
+        assert_eq!(
+            w.rmr(),
+            Rmr {
+                base: 0x800_0000,
+                length: 0x10_0000
+            }
+        );
+        assert!(
+            KernelWindow::new(
+                IovaRange {
+                    start: 0x800_0000,
+                    last: 0x800_0fff
+                },
+                3000
+            )
+            .is_err()
+        );
+        assert!(
+            KernelWindow::new(
+                IovaRange {
+                    start: 0x800_0000,
+                    last: 0x800_0000
+                },
+                4096
+            )
+            .is_err()
+        );
+    }
+}

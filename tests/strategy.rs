@@ -1,0 +1,56 @@
+//! Strategy probing: on a stock kernel (the rig's 7.2, and Sim by default) the proposed
+//! uAPI is refused and KernelWindow is chosen, with the reasons reported.
+
+mod common;
+
+use vmsi::msi::{Strategy, probe};
+use vmsi::seam::SimConfig;
+use vmsi::{Device, Iommufd};
+
+#[test]
+fn a_stock_kernel_gets_kernel_window_and_says_why() {
+    let e = common::env();
+    let fd = Iommufd::open(e.kernel.clone()).unwrap();
+    let dev = Device::open(e.kernel.clone(), &e.nvme[0]).unwrap();
+    dev.bind(&fd).unwrap();
+    let report = probe(&fd, &dev).unwrap();
+    assert_eq!(report.chosen, Strategy::KernelWindow, "{report}");
+    let f: Vec<_> = report
+        .findings
+        .iter()
+        .map(|f| (f.strategy, f.available))
+        .collect();
+    assert_eq!(
+        f,
+        vec![
+            (Strategy::PerVector, false),
+            (Strategy::UserWindow, false),
+            (Strategy::KernelWindow, true)
+        ]
+    );
+    // The refusals name what the kernel answered.
+    assert!(report.findings[0].reason.contains("EINVAL"), "{report}");
+    assert!(report.findings[1].reason.contains("EOPNOTSUPP"), "{report}");
+    // Probing changed nothing: MSI-X can still be enabled from scratch.
+    let ioas = fd.alloc_ioas().unwrap();
+    dev.attach_ioas(&ioas).unwrap();
+    dev.enable_irqs(vmsi_sys::vfio::VFIO_PCI_MSIX_IRQ_INDEX, &[None])
+        .unwrap();
+}
+
+#[test]
+fn a_kernel_with_the_sw_msi_options_gets_user_window() {
+    let e = common::sim_env(SimConfig {
+        proposed_uapi: true,
+        ..SimConfig::default()
+    });
+    let fd = Iommufd::open(e.kernel.clone()).unwrap();
+    let dev = Device::open(e.kernel.clone(), &e.nvme[0]).unwrap();
+    dev.bind(&fd).unwrap();
+    let report = probe(&fd, &dev).unwrap();
+    assert_eq!(report.chosen, Strategy::UserWindow, "{report}");
+    assert!(
+        report.to_string().contains("UserWindow   available"),
+        "{report}"
+    );
+}
