@@ -687,7 +687,8 @@ fn irq_requests(k: &dyn Kernel, d: &Devs, log: &mut Log) {
         return;
     };
     bind(k, edu, fd, log);
-    set_irqs(k, edu, evt, 1, 0, 1, IrqData::Eventfds(&[e0]), log);
+    // (Enabling MSI before attach is not scripted: Linux 7.2 answers ENOSPC and the device
+    // then cannot enable MSI again until reboot, which would break every later test.)
     attach(k, edu, ioas, log);
     set_irqs(k, edu, evt, 5, 0, 1, IrqData::Eventfds(&[e0]), log);
     set_irqs(k, edu, evt, 2, 0, 1, IrqData::Eventfds(&[e0]), log);

@@ -368,8 +368,25 @@ impl Device {
         }
     }
 
+    /// Refuses to enable interrupts on a device that is not attached to a page table.
+    ///
+    /// Linux 7.2 answers such a request with ENOSPC (the blocking domain has no MSI
+    /// cookie) and, as seen on the rig, the device then cannot enable MSI again until the
+    /// host reboots, even after attach and reopen. Asking first costs one lock.
+    fn require_attached(&self) -> Result<()> {
+        if self.inner.state.lock().attached.is_some() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(
+                "attach the device to an IOAS or HWPT before enabling its interrupts",
+            ))
+        }
+    }
+
     /// Enables MSI or MSI-X `index` with one eventfd (or none: `None`) per vector from 0.
+    /// The device must be attached (see the errors).
     pub fn enable_irqs(&self, index: u32, eventfds: &[Option<BorrowedFd<'_>>]) -> Result<()> {
+        self.require_attached()?;
         let header = IrqSetHeader {
             flags: v::VFIO_IRQ_SET_DATA_EVENTFD | v::VFIO_IRQ_SET_ACTION_TRIGGER,
             index,
@@ -387,6 +404,7 @@ impl Device {
         vector: u32,
         eventfd: Option<BorrowedFd<'_>>,
     ) -> Result<()> {
+        self.require_attached()?;
         let header = IrqSetHeader {
             flags: v::VFIO_IRQ_SET_DATA_EVENTFD | v::VFIO_IRQ_SET_ACTION_TRIGGER,
             index,

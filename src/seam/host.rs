@@ -26,7 +26,7 @@ pub struct Host;
 /// checks the size field inside it), including any buffers its pointer fields name.
 unsafe fn ioctl_ptr<T>(fd: RawFd, req: u32, arg: *mut T) -> Result<(), Errno> {
     // SAFETY: forwarded from the caller's contract; `req` is a `_IO()` number for this fd type.
-    let r = unsafe { libc::ioctl(fd, req as libc::c_ulong, arg) };
+    let r = unsafe { libc::ioctl(fd, req as _, arg) };
     Errno::result(r).map(drop)
 }
 
@@ -330,19 +330,13 @@ impl Kernel for Host {
         }
         // SAFETY: `buf` holds a complete vfio_irq_set of `len` bytes (argsz = len), alive and
         // exclusively borrowed for the call; the kernel reads argsz bytes and writes nothing.
-        let r = unsafe {
-            libc::ioctl(
-                device.0,
-                nr::VFIO_DEVICE_SET_IRQS as libc::c_ulong,
-                buf.as_mut_ptr(),
-            )
-        };
+        let r = unsafe { libc::ioctl(device.0, nr::VFIO_DEVICE_SET_IRQS as _, buf.as_mut_ptr()) };
         Errno::result(r).map(|n| n as u32)
     }
 
     fn device_reset(&self, device: KernelFd) -> Result<(), Errno> {
         // SAFETY: VFIO_DEVICE_RESET takes no argument.
-        let r = unsafe { libc::ioctl(device.0, nr::VFIO_DEVICE_RESET as libc::c_ulong) };
+        let r = unsafe { libc::ioctl(device.0, nr::VFIO_DEVICE_RESET as _) };
         Errno::result(r).map(drop)
     }
 

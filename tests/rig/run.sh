@@ -7,7 +7,9 @@
 #   env:   MODES="dt acpi-canwbs"  modes to boot (default both)
 #          RIG_BUILD=DIR           cache root (default ~/.cache/vmsi-rig)
 #          RIG_CRATE=DIR           crate/workspace whose tests run (default: this repository)
-#          BOOT_TIMEOUT=SECONDS    per boot (default 900)
+#          RIG_FILTER=A,B          only tests whose names contain A or B (libtest filters)
+#          TEST_TIMEOUT=SECONDS    per test executable, in the guest (default 300)
+#          BOOT_TIMEOUT=SECONDS    per boot (default 180 + TEST_TIMEOUT per executable)
 #          RIG_RUST=auto|rustup|debian, RIG_LIBC=musl|gnu  how to cross-compile (see cross.sh)
 #
 # Steps: host packages, kernel (kernel/build.sh), QEMU + firmware (qemu.sh),
@@ -20,7 +22,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 MODES=${MODES:-dt acpi-canwbs}
 CRATE=$(cd "${RIG_CRATE:-$HERE/../..}" && pwd)
-BOOT_TIMEOUT=${BOOT_TIMEOUT:-900}
+TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 T_ALL=$EPOCHREALTIME
 for m in $MODES; do
@@ -43,10 +45,14 @@ rig_say "kernel: $K ($(since "$t") s)"
 "$HERE/qemu.sh"
 W=$B/run; mkdir -p "$W" "$B/logs"
 t=$EPOCHREALTIME
-"$HERE/cross.sh" "$CRATE" > "$W/manifest.tsv" || { echo "rig: FAIL building the tests for aarch64"; exit 1; }
+"$HERE/cross.sh" "$CRATE" > "$W/manifest.all" || { echo "rig: FAIL building the tests for aarch64"; exit 1; }
+# host-only.txt names test executables that check the build host rather than the kernel.
+awk -F'\t' 'NR == FNR { if ($0 !~ /^#/ && NF) skip[$1]; next } !($1 in skip)' \
+  "$HERE/host-only.txt" "$W/manifest.all" > "$W/manifest.tsv"
 n_exec=$(wc -l < "$W/manifest.tsv")
 rig_say "cross: $n_exec test executables ($(since "$t") s): $(cut -f1 "$W/manifest.tsv" | tr '\n' ' ')"
 "$HERE/initramfs.sh" "$W/manifest.tsv" "$W/initramfs.cpio.gz"
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-$((180 + n_exec * TEST_TIMEOUT))}
 
 # --- 3. the guest -------------------------------------------------------------------
 # boot LOG FIRMWARE INITRD APPEND: one QEMU run, console (minus CRs) into LOG.
@@ -67,11 +73,13 @@ boot() {
     extra+=(-drive "if=none,id=nvme$i,file=$W/nvme$i.img,format=raw"
             -device "nvme,serial=vmsi-rig-$i,drive=nvme$i,msix_qsize=65")
   done
-  # -nic none: the default virtio NIC would want an option ROM QEMU's package lacks
-  timeout -k 10 "$BOOT_TIMEOUT" "${QEMU[@]}" -M "$mach" -cpu max,pauth-impdef=on -m 1G -smp 2 \
-    -accel tcg -nographic -nic none -no-reboot -kernel "$K/Image" -initrd "$initrd" \
-    -append "console=ttyAMA0 panic=-1 $append" -device edu "${extra[@]}" \
-    </dev/null 2>&1 | tr -d '\r' > "$log" || rc=$?
+  # -nic none: the default virtio NIC would want an option ROM QEMU's package lacks.
+  # timeout --foreground: QEMU stays in our process group, so Ctrl-C stops it too.
+  # sed -u: the log can be followed live (tail -f) while the guest runs.
+  timeout --foreground -k 10 "$BOOT_TIMEOUT" "${QEMU[@]}" -M "$mach" -cpu max,pauth-impdef=on \
+    -m 1G -smp 2 -accel tcg -nographic -nic none -no-reboot -kernel "$K/Image" -initrd "$initrd" \
+    -append "console=ttyAMA0 panic=-1 vmsi.test_timeout=$TEST_TIMEOUT ${RIG_FILTER:+vmsi.filter=$RIG_FILTER }$append" \
+    -device edu "${extra[@]}" </dev/null 2>&1 | sed -u 's/\r$//' > "$log" || rc=$?
   [ "$rc" = 0 ] || rig_say "qemu exited with status $rc$([ "$rc" = 124 ] && echo " (timeout after $BOOT_TIMEOUT s)")"
 }
 

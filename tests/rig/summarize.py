@@ -22,7 +22,7 @@ execs, cur = [], None   # each: dict(name, lines, rc, passed, failed, results)
 warnings, kwarn, ended = None, [], False
 for l in lines:
     if m := re.search(r"RIG-TEST-BEGIN (\S+)", l):
-        cur = dict(name=m[1], lines=[], rc=None, passed=0, failed=0, results=0)
+        cur = dict(name=m[1], lines=[], rc=None, passed=0, failed=0, results=0, timeout=None)
         execs.append(cur)
     elif m := re.search(r"RIG-TEST-END (\S+) rc=(\d+)", l):
         if cur:
@@ -30,6 +30,8 @@ for l in lines:
         cur = None
     elif cur is not None:
         cur["lines"].append(l)
+        if m := re.search(r"RIG-TEST-TIMEOUT \S+ after (\d+s)", l):
+            cur["timeout"] = m[1]
         if m := RESULT.search(l):
             cur["results"] += 1
             cur["passed"] += int(m[2])
@@ -48,6 +50,8 @@ for e in execs:
     why = []
     if e["failed"]:
         why.append(f'{e["failed"]} test(s) failed')
+    if e["timeout"]:
+        why.append(f'hung, killed after {e["timeout"]}')
     if e["rc"] is None:
         why.append("never finished")
     elif e["rc"] != 0:
@@ -58,14 +62,21 @@ for e in execs:
     if why:
         problems.append(f'{e["name"]}: ' + ", ".join(why))
         body = e["lines"]
+        hung = next((i for i, l in enumerate(body) if "RIG-TEST-TIMEOUT" in l), None)
         start = next((i for i, l in enumerate(body) if l.strip() == "failures:"), None)
-        part = body[start:start + 60] if start is not None else body[-30:]
+        if hung is not None:    # the running test's line, then the threads' stacks
+            part = body[max(0, hung - 5):hung + 40]
+        elif start is not None:
+            part = body[start:start + 40]
+        else:
+            part = body[-30:]
         excerpts.append((e["name"], part))
 if len(execs) != expected:
     problems.append(f"{len(execs)} of {expected} test executables ran")
 if not ended:
     problems.append("the guest never reached RIG-END (timeout or kernel panic)")
-    excerpts.append(("console tail", lines[-25:]))
+    if not execs or execs[-1]["rc"] is not None:    # else its excerpt shows the end already
+        excerpts.append(("console tail", lines[-25:]))
 elif passed + failed == 0:
     problems.append("zero tests ran")
 if warnings is None and ended:
@@ -75,7 +86,9 @@ elif warnings:
     excerpts.append(("kernel warnings", kwarn[:20]))
 
 for name, part in excerpts:
-    print(f"---- {mode}: {name} ----")
+    print(f"---- {mode}: {name} (all of it is in {log}) ----")
+    while part and not part[-1].strip():
+        part = part[:-1]
     for l in part:
         print("  " + l)
 for p in problems:

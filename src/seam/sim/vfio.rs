@@ -389,7 +389,8 @@ impl Sim {
                 };
                 (size, if size == 0 { 0 } else { rw | mmap | caps })
             }
-            6 => (0, v::VFIO_REGION_INFO_FLAG_READ),
+            // No option ROM on the modelled devices: size 0 and, as the kernel says, no flags.
+            6 => (0, 0),
             7 => (config_size(d) as u64, rw),
             8 => return Err(Errno::EINVAL),
             _ => return Err(Errno::EINVAL),
