@@ -13,8 +13,9 @@ use std::process::Command;
 use vmsi_sys::layout::{CHECKS, Check, Header};
 
 /// Builds and runs the C program; returns (c_expr, value) pairs as the compiler saw them.
-fn c_values(include: &Path, checks: &[&Check]) -> Vec<(String, u64)> {
-    let dir = std::env::temp_dir().join(format!("vmsi-c-abi-{}", std::process::id()));
+fn c_values(name: &str, include: &Path, checks: &[&Check]) -> Vec<(String, u64)> {
+    // One directory per test: the tests of this file run in parallel.
+    let dir = std::env::temp_dir().join(format!("vmsi-c-abi-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut src = String::from(
         "#include <stddef.h>\n#include <stdio.h>\n#include <linux/types.h>\n#include <sys/ioctl.h>\n",
@@ -61,13 +62,13 @@ fn c_values(include: &Path, checks: &[&Check]) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn check(include: &Path, headers: &[Header]) {
+fn check(name: &str, include: &Path, headers: &[Header]) {
     let checks: Vec<&Check> = CHECKS
         .iter()
         .filter(|c| headers.contains(&c.header))
         .collect();
     assert!(!checks.is_empty());
-    let seen = c_values(include, &checks);
+    let seen = c_values(name, include, &checks);
     assert_eq!(seen.len(), checks.len());
     let wrong: Vec<String> = checks
         .iter()
@@ -80,7 +81,7 @@ fn check(include: &Path, headers: &[Header]) {
 
 #[test]
 fn vfio_layout_matches_system_headers() {
-    check(Path::new("/usr/include"), &[Header::Vfio]);
+    check("system", Path::new("/usr/include"), &[Header::Vfio]);
 }
 
 #[test]
@@ -89,5 +90,9 @@ fn all_layouts_match_7_2_headers() {
     let dir: PathBuf = std::env::var_os("VMSI_KERNEL_HEADERS")
         .expect("VMSI_KERNEL_HEADERS must name a Linux 7.2 uAPI include directory")
         .into();
-    check(&dir, &[Header::Iommufd, Header::Vfio, Header::VfioCdev]);
+    check(
+        "7.2",
+        &dir,
+        &[Header::Iommufd, Header::Vfio, Header::VfioCdev],
+    );
 }
