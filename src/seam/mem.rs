@@ -95,6 +95,16 @@ impl DmaMemory {
         Ok(())
     }
 
+    /// Fills `len` bytes from `offset` with `byte`.
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
+        self.check(offset, len)?;
+        for k in 0..len {
+            // SAFETY: in bounds as checked; the mapping is writable and never referenced.
+            unsafe { self.map.as_mut_ptr().add(offset + k).write_volatile(byte) };
+        }
+        Ok(())
+    }
+
     /// Reads a little-endian u64 at `offset`.
     pub fn read_u64(&self, offset: usize) -> Result<u64> {
         let mut b = [0u8; 8];
@@ -122,6 +132,31 @@ impl DmaMemory {
 
 fn io_errno(e: std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32))
+}
+
+/// Orders this thread's earlier writes to DMA memory before its later writes to DMA memory
+/// as a device sees them (Linux's `dma_wmb`). Register writes through [`MmioRegion`] order
+/// themselves after earlier memory writes already.
+pub fn dma_write_barrier() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a data memory barrier takes no operands and touches no memory.
+    unsafe {
+        std::arch::asm!("dmb oshst", options(nostack, preserves_flags))
+    };
+    #[cfg(not(target_arch = "aarch64"))]
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Orders every earlier memory write before a following device register write (Linux's
+/// `__iowmb` in `writel`): a doorbell write must not overtake the descriptors it announces.
+fn io_write_barrier() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a data synchronization barrier takes no operands and touches no memory.
+    unsafe {
+        std::arch::asm!("dsb st", options(nostack, preserves_flags))
+    };
+    #[cfg(not(target_arch = "aarch64"))]
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 /// The system page size.
@@ -195,9 +230,10 @@ impl MmioRegion {
         })
     }
 
-    /// 32-bit write at `offset` (4-byte aligned).
+    /// 32-bit write at `offset` (4-byte aligned), ordered after every earlier memory write.
     pub fn write_u32(&self, offset: usize, value: u32) -> Result<()> {
         self.check(offset, 4)?;
+        io_write_barrier();
         match &self.backing {
             // SAFETY: aligned and in bounds (checked); the BAR is mapped writable.
             Backing::Host(m) => unsafe {
@@ -206,6 +242,13 @@ impl MmioRegion {
             Backing::Sim(m) => m.lock()[offset..offset + 4].copy_from_slice(&value.to_le_bytes()),
         }
         Ok(())
+    }
+
+    /// 64-bit write as two 32-bit writes, low half first.
+    pub fn write_u64(&self, offset: usize, value: u64) -> Result<()> {
+        self.check(offset, 8)?;
+        self.write_u32(offset, value as u32)?;
+        self.write_u32(offset + 4, (value >> 32) as u32)
     }
 
     /// 64-bit read as two 32-bit reads, low half first (the order PCI MSI-X tables need).

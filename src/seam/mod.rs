@@ -25,7 +25,7 @@ mod sim;
 
 pub use alloc_count::CountingAllocator;
 pub use host::{Host, hw_info_data_type};
-pub use mem::{DmaMemory, MmioRegion};
+pub use mem::{DmaMemory, MmioRegion, dma_write_barrier, page_size};
 pub use sim::{Sim, SimConfig, SimDevice, SimStats};
 
 /// A file the seam opened (an iommufd, a VFIO device cdev or a vEVENTQ).
