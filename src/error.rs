@@ -178,6 +178,9 @@ pub enum Error {
         /// The vector.
         vector: u32,
     },
+    /// A firmware table or sysfs file is malformed; the error says where.
+    #[error(transparent)]
+    Firmware(#[from] crate::msi::firmware::FirmwareError),
     /// Reading a sysfs or firmware file failed.
     #[error("reading {path}: {source}")]
     Io {

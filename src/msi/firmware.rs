@@ -2,13 +2,15 @@
 //!
 //! * [`parse_fdt_its`]: the ITSes a flattened device tree (`/sys/firmware/fdt`) describes, with
 //!   each one's physical base translated the way the kernel's OF code translates it.
-//! * [`parse_madt_its`]: the GIC ITS structures of the ACPI MADT (`/sys/firmware/acpi/tables/APIC`).
+//! * [`parse_madt_its`]: the GIC ITS structures of the ACPI MADT
+//!   (`/sys/firmware/acpi/tables/APIC`).
 //! * [`discover_its`]: reads whichever of the two the running kernel booted from.
 //! * [`parse_reserved_regions`] and [`msi_window`]: an IOMMU group's `reserved_regions`, and
 //!   the `msi` region in it (the SMMUv3 software MSI window, 0x8000000..=0x80fffff).
 //! * [`iova_holes`]: the gaps between an IOAS's usable IOVA ranges, where the MSI window shows
 //!   up once a device is attached.
-//! * [`doorbell_page`]: the page that holds a doorbell, and the doorbell's offset inside it.
+//! * [`doorbell_page`]: the page that holds a doorbell, and the doorbell's offset inside it
+//!   (the host's page size is `vmsi::seam::page_size()`).
 //!
 //! The parsers are pure functions over bytes or text, so they can be fuzzed. Firmware and
 //! sysfs contents are treated as hostile: every read is bounds-checked, every loop advances
@@ -228,22 +230,6 @@ pub enum FirmwareError {
     },
 }
 
-impl From<FirmwareError> for Error {
-    /// `Error` has no variant for malformed firmware yet, so the position is dropped here;
-    /// the parsers' own results keep it.
-    fn from(e: FirmwareError) -> Self {
-        Error::InvalidArgument(match e {
-            FirmwareError::DeviceTree { reason, .. }
-            | FirmwareError::Madt { reason, .. }
-            | FirmwareError::ReservedRegions { reason, .. } => reason,
-            FirmwareError::MadtChecksum { .. } => "ACPI MADT: bad checksum",
-            FirmwareError::AmbiguousMsiWindow { .. } => {
-                "reserved_regions: several msi regions, the software MSI window is ambiguous"
-            }
-        })
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Device tree
 
@@ -254,7 +240,7 @@ const FDT_END_NODE: u32 = 2;
 const FDT_PROP: u32 = 3;
 const FDT_NOP: u32 = 4;
 const FDT_END: u32 = 9;
-/// Deepest node nesting accepted; the kernel's unflattener stops at the same depth.
+/// Deepest node nesting accepted (the kernel's unflattener drops nodes nested 63 deep).
 const FDT_MAX_DEPTH: usize = 64;
 /// Most `arm,gic-v3-its` nodes accepted. Real machines have a handful; the cap bounds the
 /// translation work (each ITS walks its ancestors' `ranges`) on hostile blobs.
@@ -681,19 +667,18 @@ impl<'a> DeviceTree<'a> {
             hit.ok_or_else(|| SkipReason::OutsideRanges { at: self.path(bus) })?
         };
         // The kernel's `of_bus_default_translate`: parent base + offset, written back as the
-        // low two cells of a `pna`-cell address.
+        // low two cells (at most) of a `pna`-cell address.
         let mut parent = [0u8; 4 * OF_MAX_ADDR_CELLS];
         copy_cells(&mut parent, parent_base, pna);
         let translated =
             read_number(parent.get(..4 * pna).unwrap_or_default()).wrapping_add(offset);
+        let low_cells = pna.min(2);
         *addr = [0; 4 * OF_MAX_ADDR_CELLS];
-        if let Some(low) = addr.get_mut(4 * (pna - 1)..4 * pna) {
-            low.copy_from_slice(&(translated as u32).to_be_bytes());
-        }
-        if pna > 1 {
-            if let Some(high) = addr.get_mut(4 * (pna - 2)..4 * (pna - 1)) {
-                high.copy_from_slice(&((translated >> 32) as u32).to_be_bytes());
-            }
+        if let (Some(dst), Some(src)) = (
+            addr.get_mut(4 * (pna - low_cells)..4 * pna),
+            translated.to_be_bytes().get(8 - 4 * low_cells..),
+        ) {
+            dst.copy_from_slice(src);
         }
         Ok(())
     }
@@ -870,6 +855,11 @@ impl Discovery {
             Discovery::Found { its, .. } => its,
             Discovery::NoIts { .. } => &[],
         }
+    }
+
+    /// The physical doorbell (`GITS_TRANSLATER`) address of each ITS found, in firmware order.
+    pub fn doorbells(&self) -> Vec<u64> {
+        self.its().iter().map(|its| its.doorbell).collect()
     }
 
     /// Each firmware file and what came of it.
@@ -1698,6 +1688,17 @@ mod tests {
             fdt_fault(&with(20, 3)),
             "device tree: FDT version older than 16"
         );
+        assert_eq!(
+            fdt_fault(&with(24, 18)),
+            "device tree: last compatible version newer than 17"
+        );
+        // Version 16 has no structure size field: the walk runs to FDT_END.
+        let v16 = {
+            let mut b = with(20, 16);
+            b[36..40].copy_from_slice(&[0xff; 4]);
+            b
+        };
+        assert_eq!(parse_fdt_its(&v16).unwrap().its[0].base, 0x0808_0000);
         // A structure block that ends before its FDT_END token.
         let struct_len = u32::from_be_bytes(blob[36..40].try_into().unwrap());
         assert_eq!(
@@ -2219,6 +2220,7 @@ mod tests {
     fn discovery_reads_the_device_tree_when_there_is_no_acpi() {
         let root = Root::new("dt", Some(&qemu_virt()), None);
         let d = discover_its_under(&root.0).unwrap();
+        assert_eq!(d.doorbells(), vec![0x0809_0040]);
         let Discovery::Found { firmware, its, .. } = &d else {
             panic!("expected an ITS, got {d:?}");
         };
@@ -2292,6 +2294,7 @@ mod tests {
             }
         );
         assert!(d.its().is_empty());
+        assert!(d.doorbells().is_empty());
 
         let acpi_without_its = Root::new("gicv2m", None, Some(&madt(&[gicd()])));
         assert!(matches!(
@@ -2331,14 +2334,15 @@ mod tests {
         let root = Root::new("badsum", Some(&qemu_virt()), Some(&table));
         assert!(matches!(
             discover_its_under(&root.0),
-            Err(Error::InvalidArgument("ACPI MADT: bad checksum"))
+            Err(Error::Firmware(FirmwareError::MadtChecksum { .. }))
         ));
         let root = Root::new("baddt", Some(&qemu_virt()[..100]), None);
         assert!(matches!(
             discover_its_under(&root.0),
-            Err(Error::InvalidArgument(
-                "device tree: totalsize outside the blob"
-            ))
+            Err(Error::Firmware(FirmwareError::DeviceTree {
+                reason: "device tree: totalsize outside the blob",
+                ..
+            }))
         ));
     }
 
@@ -2357,18 +2361,19 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(1000))]
 
         #[test]
-        fn fdt_parser_survives_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        fn fdt_parser_survives_arbitrary_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512)
+        ) {
             check_fdt(&bytes);
-            // The same bytes behind a valid header, so the structure walk sees them.
-            let mut blob = Vec::new();
-            let total = (FDT_HEADER_LEN + bytes.len()) as u32;
-            for word in [FDT_MAGIC, total, FDT_HEADER_LEN as u32, FDT_HEADER_LEN as u32, 0, 17, 16, 0,
-                         bytes.len() as u32 / 2, bytes.len() as u32] {
-                blob.extend_from_slice(&word.to_be_bytes());
-            }
+            // The same bytes behind a valid header, so the structure walk sees them: structure
+            // and strings blocks both start right after the header and overlap.
+            let len = bytes.len() as u32;
+            let start = FDT_HEADER_LEN as u32;
+            let header = [FDT_MAGIC, start + len, start, start, 0, 17, 16, 0, len / 2, len];
+            let mut blob: Vec<u8> = header.iter().flat_map(|w| w.to_be_bytes()).collect();
             blob.extend_from_slice(&bytes);
             check_fdt(&blob);
         }
@@ -2436,7 +2441,7 @@ mod tests {
 
         #[test]
         fn holes_and_ranges_partition_the_space_below_the_top(
-            raw in proptest::collection::vec((0u64..1 << 20, 0u64..1 << 12), 0..12)
+            raw in proptest::collection::vec((0u64..1 << 12, 0u64..1 << 8), 0..12)
         ) {
             let ranges: Vec<IovaRange> =
                 raw.iter().map(|&(start, len)| range(start, start + len)).collect();

@@ -10,11 +10,14 @@
 //!   capability, become table updates. Hostile input gets a typed error and changes nothing.
 
 mod compose;
+mod device;
+pub mod firmware;
 mod strategy;
 mod table;
 mod trap;
 
 pub use compose::{Composer, Domain, DoorbellMap, HostAddressing};
+pub use device::MsiDevice;
 pub use strategy::{Finding, KernelWindow, Rmr, Strategy, StrategyReport, probe};
 pub use table::{Delivery, Effect, VectorState, VectorTable};
 pub use trap::{MSI_CAP_LEN, MsixRegion};
