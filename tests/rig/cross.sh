@@ -77,7 +77,7 @@ fi
 CARGO_TARGET_DIR=$B/cargo/$(basename "$CRATE")-$(echo "$CRATE" | sha256sum | cut -c1-8)
 export CARGO_TARGET_DIR
 rig_say "cross: $CRATE -> $T with $(${RUSTC:-rustc} --version)"
-json=$CARGO_TARGET_DIR/rig-artifacts.json
+json=${RIG_ARTIFACTS:-$CARGO_TARGET_DIR/rig-artifacts.json}
 mkdir -p "$CARGO_TARGET_DIR"
 # json-render-diagnostics = the JSON artifact stream on stdout, and compiler
 # errors rendered for humans on stderr (plain 'json' would hide them).

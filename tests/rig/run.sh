@@ -6,6 +6,7 @@
 #   usage: tests/rig/run.sh
 #   env:   MODES="dt acpi-canwbs"  modes to boot (default both)
 #          RIG_BUILD=DIR           cache root (default ~/.cache/vmsi-rig)
+#          RIG_RUN=NAME            private work dir under RIG_BUILD (default run), for parallel runs
 #          RIG_CRATE=DIR           crate/workspace whose tests run (default: this repository)
 #          RIG_FILTER=A,B          only tests whose names contain A or B (libtest filters)
 #          TEST_TIMEOUT=SECONDS    per test executable, in the guest (default 300)
@@ -43,9 +44,11 @@ t=$EPOCHREALTIME
 K=$("$HERE/kernel/build.sh")
 rig_say "kernel: $K ($(since "$t") s)"
 "$HERE/qemu.sh"
-W=$B/run; mkdir -p "$W" "$B/logs"
+# RIG_RUN names a private work directory (images, initramfs, logs), so that several rig
+# runs can share one cache (kernel, QEMU, cargo) at the same time.
+W=$B/${RIG_RUN:-run}; mkdir -p "$W" "$W/logs"
 t=$EPOCHREALTIME
-"$HERE/cross.sh" "$CRATE" > "$W/manifest.all" || { echo "rig: FAIL building the tests for aarch64"; exit 1; }
+RIG_ARTIFACTS=$W/artifacts.json "$HERE/cross.sh" "$CRATE" > "$W/manifest.all" || { echo "rig: FAIL building the tests for aarch64"; exit 1; }
 # host-only.txt names test executables that check the build host rather than the kernel.
 awk -F'\t' 'NR == FNR { if ($0 !~ /^#/ && NF) skip[$1]; next } !($1 in skip)' \
   "$HERE/host-only.txt" "$W/manifest.all" > "$W/manifest.tsv"
@@ -93,7 +96,7 @@ canwbs_initrd() {
          sha256sum | cut -c1-16)
   dir=$B/iort/$key
   if [ ! -f "$dir/kernel/firmware/acpi/IORT.aml" ]; then
-    log=$B/logs/iort-capture.log
+    log=$W/logs/iort-capture.log
     rig_say "acpi-canwbs: capturing QEMU's IORT (log: $log)"
     boot "$log" acpi "$W/initramfs.cpio.gz" "vmsi.mode=iort-capture vmsi.dump_iort=1 vmsi.run_tests=0"
     mkdir -p "$dir/kernel/firmware/acpi"
@@ -106,7 +109,7 @@ canwbs_initrd() {
 
 total_p=0 total_f=0 bad=0
 for mode in $MODES; do
-  log=$B/logs/$mode.log
+  log=$W/logs/$mode.log
   case $mode in
     dt)          fw=dt   initrd=$W/initramfs.cpio.gz ;;
     acpi-canwbs) fw=acpi initrd=$(canwbs_initrd) ;;
