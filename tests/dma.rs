@@ -347,6 +347,37 @@ fn nested_dma_follows_the_stage1_after_a_guest_invalidation() {
     assert_eq!(n.page(2), p1, "page 2 no longer receives");
 }
 
+#[test]
+#[ignore = "needs the rig's real devices"]
+fn a_stage1_fault_reaches_the_guest_through_the_veventq() {
+    let e = rig();
+    let Some(n) = nested_edu(&e) else { return };
+    let queue = n.viommu.alloc_veventq(64).unwrap();
+    let mut s1 = Stage1::new(&n.ioas, S1_IPA, S1_PAGES, ASID).expect("stage 1");
+    s1.map(VA, Nested::ipa(0, 0), Attr::Normal).unwrap();
+    let hwpt = Hwpt::alloc_nested(&n.viommu, &n.dev, s1.ste()).unwrap();
+    n.dev.attach_hwpt(&hwpt).unwrap();
+    assert_eq!(queue.read().unwrap(), None, "nothing has faulted yet");
+    // A DMA to a VA the guest's stage 1 does not map: the SMMU reports a stage-1
+    // translation fault, which the kernel hands to the guest's queue with the vSID.
+    n.edu
+        .dma_to_ram(0, VA + 8 * PAGE as u64, FAULT_LEN)
+        .unwrap();
+    let event = support::poll_until(std::time::Duration::from_secs(5), || queue.read())
+        .expect("reading the vEVENTQ")
+        .expect("an event within the deadline");
+    const F_TRANSLATION: u64 = 0x10;
+    assert_eq!(event.evt[0] & 0xff, F_TRANSLATION, "{event:x?}");
+    assert_eq!(
+        event.evt[0] >> 32,
+        n.vsid,
+        "the StreamID is the guest's vSID: {event:x?}"
+    );
+    // The faulting input address is the VA (event record word 2).
+    assert_eq!(event.evt[2] & !0xfff, VA + 8 * PAGE as u64, "{event:x?}");
+    assert!(!event.lost_before);
+}
+
 /// The stage-1 builder itself (no device): its CD and descriptors match the reference
 /// probe's, and its own table walk finds what it mapped. Runs on Sim and on the rig.
 #[test]

@@ -592,3 +592,62 @@ fn closing_everything_leaves_nothing_behind() {
     let dev = open_bound(&e, &fd, &e.nvme[0]);
     assert_eq!(dev.attached_hwpt(), None);
 }
+
+#[test]
+fn map_file_maps_a_memfd() {
+    let e = env();
+    let fd = Iommufd::open(e.kernel.clone()).unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = open_bound(&e, &fd, &e.nvme[0]);
+    // With a domain attached, the kernel pins the memfd's pages at map time.
+    dev.attach_ioas(&ioas).unwrap();
+    let mem = DmaMemory::new(0x4000).unwrap();
+    let iova = ioas
+        .map_file(mem.file(), 0x1000, 0x2000, Some(0x40_0000), Prot::ReadWrite)
+        .unwrap();
+    assert_eq!(iova, 0x40_0000);
+    assert_eq!(
+        errno(ioas.map_file(mem.file(), 0, 0x1000, Some(0x40_1000), Prot::Read)),
+        Errno::EEXIST
+    );
+    assert_eq!(
+        errno(ioas.map_file(mem.file(), 0, 0, Some(0x50_0000), Prot::Read)),
+        Errno::EINVAL
+    );
+    assert_eq!(ioas.unmap(0x40_0000, 0x2000).unwrap(), 0x2000);
+}
+
+#[test]
+fn a_vmm_can_hand_in_the_fds_it_already_has() {
+    let e = env();
+    let open = |p: &str| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .map(std::os::fd::OwnedFd::from)
+    };
+    match &e.sim {
+        // The model has no real files: adopting one is refused, typed.
+        Some(_) => {
+            let any = std::fs::File::open("/proc/self/stat").unwrap().into();
+            match Iommufd::from_fd(e.kernel.clone(), any) {
+                Err(Error::Kernel {
+                    op: vmsi::Op::OpenIommufd,
+                    errno: Errno::EBADF,
+                }) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        None => {
+            let fd = Iommufd::from_fd(e.kernel.clone(), open("/dev/iommu").unwrap()).unwrap();
+            let ioas = fd.alloc_ioas().unwrap();
+            let dev = Device::from_fd(e.kernel.clone(), open(e.nvme[0].to_str().unwrap()).unwrap())
+                .unwrap();
+            assert_eq!(dev.path(), None);
+            dev.bind(&fd).unwrap();
+            dev.attach_ioas(&ioas).unwrap();
+            assert_eq!(dev.irq_info(MSIX).unwrap().count, 65);
+        }
+    }
+}
