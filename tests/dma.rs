@@ -10,9 +10,7 @@
 mod common;
 mod support;
 
-use std::path::Path;
-
-use common::Env;
+use common::{Env, open_bound, rig};
 use support::edu::{self, Edu};
 use support::pci;
 use support::s1::{Attr, S1Error, Stage1};
@@ -27,19 +25,6 @@ const FAULT_LEN: usize = 16;
 const WINDOW: u64 = vmsi_sys::SMMUV3_SW_MSI_BASE;
 
 /// The environment of a test that drives the rig's real devices.
-fn rig() -> Env {
-    assert!(
-        common::on_host(),
-        "this test drives real devices: run it in the rig (tests/rig/run.sh)"
-    );
-    common::env()
-}
-
-fn open_bound(e: &Env, fd: &Iommufd, path: &Path) -> Device {
-    let d = Device::open(e.kernel.clone(), path).expect("open cdev");
-    d.bind(fd).expect("bind");
-    d
-}
 
 /// `LEN` bytes, none zero, different for each seed.
 fn pattern(seed: u8) -> Vec<u8> {

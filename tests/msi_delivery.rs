@@ -14,7 +14,7 @@ mod support;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use common::{Env, eventfd};
+use common::{eventfd, open_bound, rig};
 use nix::sys::eventfd::EventFd;
 use support::edu::{self, Edu};
 use support::nvme::Nvme;
@@ -22,7 +22,7 @@ use support::pci::{self, MsiMessage};
 use support::s1::{Attr, Stage1};
 use support::{IRQ_DEADLINE, NO_IRQ_WAIT, counts, drain, fired_within};
 use vmsi::pci::MsixCapability;
-use vmsi::{Device, DmaMemory, Error, Feature, Hwpt, Iommufd, Prot, Viommu};
+use vmsi::{DmaMemory, Error, Feature, Hwpt, Iommufd, Prot, Viommu};
 use vmsi_sys::vfio as v;
 
 const MSIX: u32 = v::VFIO_PCI_MSIX_IRQ_INDEX;
@@ -31,20 +31,6 @@ const WINDOW: u64 = vmsi_sys::SMMUV3_SW_MSI_BASE;
 /// The host message address of every vector: the ITS doorbell page the kernel maps at the
 /// start of the SMMU's software MSI window, plus GITS_TRANSLATER's offset in that page.
 const DOORBELL: u64 = WINDOW + 0x40;
-
-fn rig() -> Env {
-    assert!(
-        common::on_host(),
-        "this test drives real devices: run it in the rig (tests/rig/run.sh)"
-    );
-    common::env()
-}
-
-fn open_bound(e: &Env, fd: &Iommufd, path: &Path) -> Device {
-    let d = Device::open(e.kernel.clone(), path).expect("open cdev");
-    d.bind(fd).expect("bind");
-    d
-}
 
 fn physical_msi(cdev: &Path) -> MsiMessage {
     let bdf = pci::bdf_of(cdev).expect("PCI address of the cdev");

@@ -8,7 +8,7 @@ mod common;
 
 use std::os::fd::AsFd;
 
-use common::{borrowed, drain, env, eventfd, nested_envs, wait_fired};
+use common::{borrowed, drain, env, eventfd, nested_envs, open_bound, wait_fired};
 
 use vmsi::{Device, DmaMemory, Errno, Error, Feature, Hwpt, Iommufd, IovaRange, Prot, Ste, Viommu};
 use vmsi_sys::iommufd as i;
@@ -24,12 +24,6 @@ fn errno(r: Result<impl std::fmt::Debug, Error>) -> Errno {
         Err(e) => e.errno().unwrap_or_else(|| panic!("no errno in {e}")),
         Ok(v) => panic!("expected an error, got {v:?}"),
     }
-}
-
-fn open_bound(e: &common::Env, fd: &Iommufd, path: &std::path::Path) -> Device {
-    let d = Device::open(e.kernel.clone(), path).expect("open cdev");
-    d.bind(fd).expect("bind");
-    d
 }
 
 #[test]

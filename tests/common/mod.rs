@@ -122,6 +122,23 @@ pub fn nested_envs() -> Vec<Env> {
     }
 }
 
+/// The environment of a test that drives the rig's real devices (edu's DMA engine, nvme
+/// queues): outside the rig it fails, loudly, instead of passing without testing.
+pub fn rig() -> Env {
+    assert!(
+        on_host(),
+        "this test drives real devices: run it in the rig (tests/rig/run.sh)"
+    );
+    env()
+}
+
+/// Opens the cdev at `path` and binds it to `fd`.
+pub fn open_bound(e: &Env, fd: &vmsi::Iommufd, path: &std::path::Path) -> vmsi::Device {
+    let d = vmsi::Device::open(e.kernel.clone(), path).expect("open cdev");
+    d.bind(fd).expect("bind");
+    d
+}
+
 /// A non-blocking eventfd.
 pub fn eventfd() -> EventFd {
     EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).expect("eventfd")

@@ -209,6 +209,17 @@ fn iova_alignment(sim: &Sim, ctx: &Ctx, ioas: u32) -> u64 {
     if has_domain { sim.config.page_size } else { 1 }
 }
 
+/// MAP, MAP_FILE and COPY: unknown flags (or a reserved field set) are EOPNOTSUPP.
+fn check_map_flags(flags: u32, reserved: bool) -> Result<(), Errno> {
+    let known =
+        n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
+    if flags & !known != 0 || reserved {
+        Err(Errno::EOPNOTSUPP)
+    } else {
+        Ok(())
+    }
+}
+
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 <= b.1 && b.0 <= a.1
 }
@@ -302,10 +313,7 @@ impl Sim {
             Obj::Veventq { fd: q, .. } if *q >= 0 => return Err(Errno::EBUSY),
             _ => {}
         }
-        let ctx = match s.files.get(&fd.0) {
-            Some(File::Iommufd(c)) => c,
-            _ => return Err(Errno::EBADF),
-        };
+        let ctx = s.ctx(fd)?;
         if ctx.users(arg.id, s, fd.0) > 0 {
             return Err(Errno::EBUSY);
         }
@@ -346,11 +354,7 @@ impl Sim {
         addr: u64,
     ) -> Result<(), Errno> {
         let page = self.config.page_size;
-        let ctx = match s.files.get(&fd.0) {
-            Some(File::Iommufd(c)) => c,
-            Some(_) => return Err(Errno::ENOTTY),
-            None => return Err(Errno::EBADF),
-        };
+        let ctx = s.ctx(fd)?;
         let a = ctx.ioas(ioas)?;
         let align = iova_alignment(self, ctx, ioas);
         if length == 0 || length % align != 0 {
@@ -398,11 +402,7 @@ impl Sim {
             min_size!(i::iommu_ioas_map, iova),
             size_of::<i::iommu_ioas_map>(),
         )?;
-        let known =
-            n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
-        if arg.flags & !known != 0 || arg.__reserved != 0 {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        check_map_flags(arg.flags, arg.__reserved != 0)?;
         if arg.iova == u64::MAX || arg.length == u64::MAX {
             return Err(Errno::EOVERFLOW);
         }
@@ -443,11 +443,7 @@ impl Sim {
             min_size!(i::iommu_ioas_map_file, iova),
             size_of::<i::iommu_ioas_map_file>(),
         )?;
-        let known =
-            n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
-        if arg.flags & !known != 0 {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        check_map_flags(arg.flags, false)?;
         if arg.iova == u64::MAX || arg.length == u64::MAX {
             return Err(Errno::EOVERFLOW);
         }
@@ -540,11 +536,7 @@ impl Sim {
             min_size!(i::iommu_ioas_copy, src_iova),
             size_of::<i::iommu_ioas_copy>(),
         )?;
-        let known =
-            n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_WRITEABLE | n::IOMMU_IOAS_MAP_READABLE;
-        if arg.flags & !known != 0 {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        check_map_flags(arg.flags, false)?;
         if arg.length == u64::MAX || arg.src_iova == u64::MAX || arg.dst_iova == u64::MAX {
             return Err(Errno::EOVERFLOW);
         }
@@ -612,11 +604,7 @@ impl Sim {
         if arg.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        let ctx = match s.files.get(&fd.0) {
-            Some(File::Iommufd(c)) => c,
-            Some(_) => return Err(Errno::ENOTTY),
-            None => return Err(Errno::EBADF),
-        };
+        let ctx = s.ctx(fd)?;
         ctx.ioas(arg.ioas_id)?;
         let ranges = holes(reserved(self, &s, fd.0, ctx, arg.ioas_id), 0, u64::MAX);
         let max = arg.num_iovas.min(out.len() as u32) as usize;
@@ -654,11 +642,7 @@ impl Sim {
         if (arg.num_iovas as usize) > ranges.len() {
             return Err(Errno::EFAULT);
         }
-        let ctx = match s.files.get(&fd.0) {
-            Some(File::Iommufd(c)) => c,
-            Some(_) => return Err(Errno::ENOTTY),
-            None => return Err(Errno::EBADF),
-        };
+        let ctx = s.ctx(fd)?;
         ctx.ioas(arg.ioas_id)?;
         let want: Vec<(u64, u64)> = ranges
             .iter()
@@ -1108,10 +1092,7 @@ impl Sim {
         dev: usize,
         pt_id: u32,
     ) -> Result<u32, Errno> {
-        let ctx = match s.files.get(&fd) {
-            Some(File::Iommufd(c)) => c,
-            _ => return Err(Errno::EBADF),
-        };
+        let ctx = s.held_ctx(fd)?;
         let (hwpt, ioas, new_auto) = match ctx.objects.get(&pt_id) {
             Some(Obj::Ioas(_)) => {
                 // Reuse an auto HWPT on this IOAS (same SMMU), else create one.
@@ -1150,10 +1131,7 @@ impl Sim {
         // overlap it (iopt_table_enforce_dev_resv_regions).
         let (base, len) = s.devices[dev].sw_msi_window(&self.config);
         let win = (base, base + len - 1);
-        let ctx = match s.files.get_mut(&fd) {
-            Some(File::Iommufd(c)) => c,
-            _ => return Err(Errno::EBADF),
-        };
+        let ctx = s.held_ctx_mut(fd)?;
         let a = ctx.ioas(ioas)?;
         // A new auto domain (stage 1) must also cover the areas already mapped.
         let end = if new_auto {

@@ -294,6 +294,33 @@ impl State {
         KernelFd(self.next_fd)
     }
 
+    /// The iommufd behind a file the caller names (a closed one is EBADF, another kind of
+    /// file ENOTTY).
+    pub(super) fn ctx(&self, fd: KernelFd) -> Result<&iommufd::Ctx, Errno> {
+        match self.files.get(&fd.0) {
+            Some(File::Iommufd(ctx)) if ctx.closed => Err(Errno::EBADF),
+            Some(File::Iommufd(ctx)) => Ok(ctx),
+            Some(_) => Err(Errno::ENOTTY),
+            None => Err(Errno::EBADF),
+        }
+    }
+
+    /// The iommufd a bound device holds, even after its file was closed.
+    pub(super) fn held_ctx(&self, fd: i32) -> Result<&iommufd::Ctx, Errno> {
+        match self.files.get(&fd) {
+            Some(File::Iommufd(ctx)) => Ok(ctx),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// As [`State::held_ctx`], mutable.
+    pub(super) fn held_ctx_mut(&mut self, fd: i32) -> Result<&mut iommufd::Ctx, Errno> {
+        match self.files.get_mut(&fd) {
+            Some(File::Iommufd(ctx)) => Ok(ctx),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
     pub(super) fn ctx_mut(&mut self, fd: KernelFd) -> Result<&mut iommufd::Ctx, Errno> {
         match self.files.get_mut(&fd.0) {
             Some(File::Iommufd(ctx)) if ctx.closed => Err(Errno::EBADF),
