@@ -24,8 +24,6 @@ const LEN: usize = 256;
 const FAULT_LEN: usize = 16;
 const WINDOW: u64 = vmsi_sys::SMMUV3_SW_MSI_BASE;
 
-/// The environment of a test that drives the rig's real devices.
-
 /// `LEN` bytes, none zero, different for each seed.
 fn pattern(seed: u8) -> Vec<u8> {
     (0..LEN)
