@@ -1,0 +1,490 @@
+//! The nested-VM launcher example (`examples/launcher/`), tested two ways.
+//!
+//! * As a program: the example binary that cargo builds beside this test (`cargo test`
+//!   builds examples before running tests) runs as a subprocess on Sim, and each test checks
+//!   its exit status and what it printed.
+//! * In process: the rig ships test executables into its guest, not examples, so the
+//!   launcher's modules are compiled into this test as well (the `#[path]` module below).
+//!   The rig tests (`#[ignore]`d here, run by `tests/rig/run.sh`) call the same `cli` entry
+//!   point the example's `main` calls, with the same arguments, against a real NVMe
+//!   controller, and the Sim tests that need a prepared machine call `run` directly.
+
+mod common;
+
+#[path = "../examples/launcher"]
+mod launcher {
+    pub mod args;
+    pub mod delivery;
+    pub mod guest;
+    pub mod launch;
+    pub mod nvme;
+    pub mod stage1;
+}
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use launcher::args::Options;
+use launcher::launch::{self, Backend, EXIT_UNSUPPORTED, EXIT_USAGE};
+use vmsi::seam::{Sim, SimConfig};
+use vmsi::{Device, Iommufd};
+
+/// A run of the launcher: its exit status and what it wrote to stdout and stderr.
+#[derive(Debug)]
+struct Outcome {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+impl Outcome {
+    /// Panics, showing the whole run, unless the exit status is `code`.
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit status; the run:\n{self}");
+        self
+    }
+
+    /// Panics, showing the whole run, unless stdout or stderr contains `text`.
+    fn expect(&self, text: &str) -> &Self {
+        assert!(
+            self.out.contains(text) || self.err.contains(text),
+            "no '{text}' in the run:\n{self}"
+        );
+        self
+    }
+
+    /// Checks that each of the first `vectors` vectors was fired by `how`, reached its own
+    /// eventfd (and no other) and was routed to the guest's vITS with its EventID.
+    fn expect_delivered(&self, vectors: u32, how: &str) -> &Self {
+        for k in 0..vectors {
+            let fired = format!("vector {k}: {}; eventfd {k} fired (count ", how_for(how, k));
+            let line = self.out.lines().find(|l| l.starts_with(&fired));
+            assert!(
+                line.is_some_and(|l| l.ends_with("), no other did")),
+                "vector {k} did not fire alone: {line:?} in the run:\n{self}"
+            );
+            self.expect(&format!(
+                "-> eventfd {k} -> route to the vITS: GPA 0x8090040, EventID {k}, devid 0x10"
+            ));
+        }
+        self.expect(&format!(
+            "{vectors} of {vectors} vectors delivered to their eventfds and routed"
+        ))
+    }
+}
+
+/// How the launcher says it made vector `k` fire.
+fn how_for(how: &str, k: u32) -> String {
+    match how {
+        "nvme" if k == 0 => "NVMe Identify completes on the admin queue".into(),
+        "nvme" => format!("NVMe Flush completes on I/O queue {k}"),
+        other => other.into(),
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.out, self.err
+        )
+    }
+}
+
+fn on_rig() -> bool {
+    common::on_host()
+}
+
+// ---------------------------------------------------------------------------------------
+// The example as a program.
+
+/// Where cargo put the example: test executables live in `target/<profile>/deps/`, and
+/// examples in `target/<profile>/examples/`. `None` in the rig, which ships tests only.
+fn launcher_exe() -> Option<PathBuf> {
+    let me = std::env::current_exe().expect("the test's own path");
+    let profile_dir = me
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let exe = profile_dir
+        .join("examples")
+        .join(format!("launcher{}", std::env::consts::EXE_SUFFIX));
+    if exe.exists() {
+        assert_fresh(&exe);
+        return Some(exe);
+    }
+    assert!(
+        on_rig(),
+        "{} is missing: `cargo test` builds examples first, `cargo test --test launcher` \
+         alone does not (run `cargo build --example launcher`)",
+        exe.display()
+    );
+    eprintln!("the rig ships test executables only: the program tests run on the build host");
+    None
+}
+
+/// Refuses an example binary older than its sources: `cargo test --test launcher` runs
+/// whatever an earlier build left.
+fn assert_fresh(exe: &std::path::Path) {
+    let built = std::fs::metadata(exe)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/launcher");
+    for entry in std::fs::read_dir(&dir).expect("the example's sources") {
+        let path = entry.expect("directory entry").path();
+        let edited = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(
+            edited <= built,
+            "{} is older than {}: run `cargo build --example launcher` (or all of `cargo test`)",
+            exe.display(),
+            path.display()
+        );
+    }
+}
+
+/// Runs the example with `args`, waiting at most a minute (Sim takes milliseconds).
+fn program(args: &[&str]) -> Option<Outcome> {
+    let exe = launcher_exe()?;
+    let mut child = Command::new(&exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the launcher");
+    // Read both pipes while it runs, so a full pipe cannot stall it.
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().expect("stdout")));
+    let err = reader(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the launcher") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("launcher {args:?} still running after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Some(Outcome {
+        code: status.code().expect("exited, not killed by a signal"),
+        out: out.join().expect("stdout reader"),
+        err: err.join().expect("stderr reader"),
+    })
+}
+
+#[test]
+fn sim_nested_every_vector_fires_and_is_routed() {
+    let Some(run) = program(&["--sim"]) else {
+        return;
+    };
+    run.expect_code(0)
+        .expect("backend: sim (--sim)")
+        .expect("launching a nested VM: 4 MSI-X vectors of /dev/vfio/devices/vfio1")
+        .expect("chosen: KernelWindow (auto: the best this kernel offers)")
+        .expect("IORT RMR for the guest's firmware: base 0x8000000 length 0x100000")
+        .expect("guest STE at boot: bypass")
+        .expect("TLBI_NH_ASID + CFGI_CD: 2 handled")
+        .expect("the guest programs gIOVA 0x8090040 (its stage 1 maps it to IPA 0x8090040")
+        .expect("start-up: ")
+        .expect("stopping after host-side setup")
+        .expect(
+            "stage 1: gIOVA 0x8000040 -> IPA 0x8000040 -> stage 2: IPA 0x8000040 -> PA 0x8090040",
+        )
+        .expect_delivered(4, "Sim raises it");
+    for k in 0..4 {
+        run.expect(&format!(
+            "vector {k}: address 0x8000040 data {k:#x} (host ITS EventID), as predicted"
+        ));
+    }
+}
+
+#[test]
+fn sim_paging_every_vector_fires_and_is_routed() {
+    let Some(run) = program(&["--sim", "--paging", "--vectors", "3", "--ram-mib=16"]) else {
+        return;
+    };
+    run.expect_code(0)
+        .expect("launching a paging VM: 3 MSI-X vectors")
+        .expect("stage 2: paging")
+        .expect("the guest programs its vITS doorbell GPA 0x8090040")
+        .expect("device writes 0x2 to 0x8000040 -> stage 2: IPA 0x8000040 -> PA 0x8090040")
+        .expect_delivered(3, "Sim raises it");
+    assert!(
+        !run.out.contains("vIOMMU"),
+        "no vIOMMU in paging mode:\n{run}"
+    );
+}
+
+#[test]
+fn no_arguments_is_the_sim_nested_plan_without_iommufd() {
+    let Some(run) = program(&[]) else {
+        return;
+    };
+    if std::path::Path::new("/dev/iommu").exists() {
+        // With iommufd the launcher wants a real device named.
+        run.expect_code(EXIT_USAGE as i32)
+            .expect("name the device: --device");
+        return;
+    }
+    run.expect_code(0)
+        .expect("backend: sim (no /dev/iommu here: Sim, the in-process model of Linux 7.2)")
+        .expect("launching a nested VM: 4 MSI-X vectors")
+        .expect_delivered(4, "Sim raises it");
+}
+
+#[test]
+fn bad_arguments_exit_non_zero_with_the_reason() {
+    let cases: &[(&[&str], u8, &str)] = &[
+        (
+            &["--frobnicate"],
+            EXIT_USAGE,
+            "unknown argument '--frobnicate'",
+        ),
+        (
+            &["--sim", "--vectors"],
+            EXIT_USAGE,
+            "--vectors needs a value",
+        ),
+        (
+            &["--sim", "--vectors", "0"],
+            EXIT_USAGE,
+            "--vectors 0 is outside",
+        ),
+        (
+            &["--sim", "--nested", "--paging"],
+            EXIT_USAGE,
+            "exclude each other",
+        ),
+        (
+            &["--sim", "--strategy", "fast"],
+            EXIT_USAGE,
+            "unknown strategy 'fast'",
+        ),
+        (
+            &["--sim", "--device", "/dev/null"],
+            EXIT_USAGE,
+            "/dev/null is not a VFIO cdev",
+        ),
+        (
+            &["--sim", "--device", "/dev/vfio/devices/vfio0"],
+            EXIT_USAGE,
+            "has no MSI-X capability",
+        ),
+        (
+            &["--sim", "--vectors", "66"],
+            EXIT_USAGE,
+            "asks for more than the 65 MSI-X vectors",
+        ),
+        (
+            &["--sim", "--ram-gpa", "0x7f00000", "--ram-mib", "16"],
+            EXIT_USAGE,
+            "overlaps the kernel's MSI window 0x8000000..=0x80fffff",
+        ),
+        (
+            &["--sim", "--strategy", "per-vector"],
+            EXIT_UNSUPPORTED,
+            "PerVector: unsupported on this kernel",
+        ),
+        (
+            &["--sim", "--strategy", "user-window"],
+            EXIT_UNSUPPORTED,
+            "UserWindow: unsupported on this kernel",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let Some(run) = program(args) else {
+            return;
+        };
+        run.expect_code(*code as i32).expect(message);
+        assert!(
+            run.err.starts_with("launcher: "),
+            "{args:?}: the reason goes to stderr:\n{run}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The launcher's code in process: on Sim machines prepared by the test, and in the rig.
+
+/// Runs the launcher's `cli` in this process; in the rig its output also goes to the
+/// console (past libtest's capture), where the rig's log keeps it.
+fn in_process(args: &[&str]) -> Outcome {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let args = args.iter().map(|a| a.to_string());
+    let code = launch::cli(args, &mut out, &mut err);
+    if on_rig() {
+        let mut console = std::io::stderr();
+        let _ = console.write_all(&out);
+        let _ = console.write_all(&err);
+    }
+    Outcome {
+        code: code as i32,
+        out: String::from_utf8_lossy(&out).into_owned(),
+        err: String::from_utf8_lossy(&err).into_owned(),
+    }
+}
+
+fn options(args: &[&str]) -> Options {
+    match Options::parse(args.iter().map(|a| a.to_string())) {
+        Ok(launcher::args::Command::Run(o)) => o,
+        other => panic!("{args:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn in_process_sim_run_is_the_same_plan() {
+    in_process(&["--sim", "--vectors", "2"])
+        .expect_code(0)
+        .expect_delivered(2, "Sim raises it");
+}
+
+#[test]
+fn a_device_bound_elsewhere_is_refused() {
+    let sim = launch::sim_machine();
+    let other = Iommufd::open(sim.clone()).unwrap();
+    let taken = Device::open(sim.clone(), "/dev/vfio/devices/vfio2").unwrap();
+    taken.bind(&other).unwrap();
+    let opts = options(&["--device", "/dev/vfio/devices/vfio2"]);
+    let failure = launch::run(&opts, &Backend::Sim(sim), &mut Vec::new()).unwrap_err();
+    assert_eq!(failure.code, EXIT_USAGE, "{failure:?}");
+    assert!(
+        failure.message.contains("is already bound to an iommufd")
+            && failure.message.contains("EINVAL"),
+        "{failure:?}"
+    );
+}
+
+#[test]
+fn nested_without_a_viommu_is_unsupported() {
+    // The rig's device-tree machine: it nests, but has neither CANWBS nor S2FWB.
+    let dt = launch::sim_machine().config().clone();
+    let sim = Sim::new(SimConfig {
+        canwbs: false,
+        ..dt
+    });
+    let mut out = Vec::new();
+    let failure = launch::run(&options(&["--nested"]), &Backend::Sim(sim), &mut out).unwrap_err();
+    assert_eq!(failure.code, EXIT_UNSUPPORTED, "{failure:?}");
+    assert!(
+        failure
+            .message
+            .contains("the vIOMMU is unsupported on this kernel"),
+        "{failure:?}"
+    );
+}
+
+#[test]
+fn a_kernel_with_user_window_still_gets_kernel_window_unless_asked() {
+    let with_options = || {
+        let rig = launch::sim_machine().config().clone();
+        Backend::Sim(Sim::new(SimConfig {
+            proposed_uapi: true,
+            ..rig
+        }))
+    };
+    let mut out = Vec::new();
+    let report = launch::run(&options(&["--vectors", "2"]), &with_options(), &mut out).unwrap();
+    assert_eq!(report.delivered, vec![0, 1]);
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("chosen: KernelWindow (auto: the kernel offers UserWindow, which"),
+        "{out}"
+    );
+    let asked = options(&["--strategy", "user-window"]);
+    let failure = launch::run(&asked, &with_options(), &mut Vec::new()).unwrap_err();
+    assert_eq!(failure.code, EXIT_UNSUPPORTED, "{failure:?}");
+    assert!(
+        failure
+            .message
+            .contains("UserWindow: available on this kernel, but this launcher drives only"),
+        "{failure:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// In the rig, against the real kernel and a real NVMe controller.
+
+fn rig() -> common::Env {
+    assert!(
+        on_rig(),
+        "this test drives real devices: run it in the rig (tests/rig/run.sh)"
+    );
+    common::env()
+}
+
+#[test]
+#[ignore = "needs the rig"]
+fn rig_paging_every_nvme_vector_fires_from_its_own_queue() {
+    let e = rig();
+    let nvme = e.nvme[0].to_str().expect("UTF-8 path");
+    in_process(&["--device", nvme, "--paging", "--vectors", "6"])
+        .expect_code(0)
+        .expect("backend: host (/dev/iommu)")
+        .expect("no /dev/kvm: stopping after host-side setup")
+        .expect("start-up: ")
+        .expect("device writes 0x5 to 0x8000040 -> stage 2: IPA 0x8000040 -> PA 0x8090040")
+        .expect_delivered(6, "nvme");
+}
+
+#[test]
+#[ignore = "needs the rig"]
+fn rig_nested_vectors_fire_through_the_guest_stage1_or_the_viommu_is_unsupported() {
+    let e = rig();
+    let nvme = e.nvme[0].to_str().expect("UTF-8 path");
+    let run = in_process(&["--device", nvme, "--nested"]);
+    if !e.nested {
+        run.expect_code(EXIT_UNSUPPORTED as i32)
+            .expect("the vIOMMU is unsupported on this kernel (IOMMU_VIOMMU_ALLOC: EOPNOTSUPP");
+        return;
+    }
+    run.expect_code(0)
+        .expect("guest STE: stage 1")
+        .expect("no /dev/kvm: stopping after host-side setup")
+        .expect("device address 0xfff00000")
+        .expect(
+            "stage 1: gIOVA 0x8000040 -> IPA 0x8000040 -> stage 2: IPA 0x8000040 -> PA 0x8090040",
+        )
+        .expect_delivered(4, "nvme");
+}
+
+#[test]
+#[ignore = "needs the rig"]
+fn rig_devices_the_launcher_cannot_use_are_refused() {
+    let e = rig();
+    let edu = e.edu.to_str().expect("UTF-8 path");
+    let nvme = e.nvme[1].to_str().expect("UTF-8 path");
+    in_process(&["--device", "/dev/null"])
+        .expect_code(EXIT_USAGE as i32)
+        .expect("/dev/null is not a VFIO cdev");
+    let regular_file = std::env::current_exe().expect("this test's path");
+    in_process(&["--device", regular_file.to_str().expect("UTF-8 path")])
+        .expect_code(EXIT_USAGE as i32)
+        .expect("is not a VFIO cdev (/dev/vfio/devices/vfioN): not a character device");
+    in_process(&["--device", edu, "--paging"])
+        .expect_code(EXIT_USAGE as i32)
+        .expect("has no MSI-X capability");
+    in_process(&["--device", nvme, "--paging", "--ram-gpa", "0x8000000"])
+        .expect_code(EXIT_USAGE as i32)
+        .expect("overlaps the kernel's MSI window 0x8000000..=0x80fffff");
+    // Another user (here, this test) has the controller bound: the kernel says EINVAL.
+    let fd = Iommufd::open(e.kernel.clone()).unwrap();
+    let taken = Device::open(e.kernel.clone(), &e.nvme[1]).unwrap();
+    taken.bind(&fd).unwrap();
+    in_process(&["--device", nvme, "--paging"])
+        .expect_code(EXIT_USAGE as i32)
+        .expect("is already bound to an iommufd (VFIO_DEVICE_BIND_IOMMUFD: EINVAL)");
+}
