@@ -38,6 +38,9 @@ pub enum Op {
     DeviceReset,
     DeviceRegionRead,
     DeviceRegionWrite,
+    KvmSetGsiRouting,
+    KvmIrqfd,
+    KvmSignalMsi,
 }
 
 impl fmt::Display for Op {
@@ -73,6 +76,9 @@ impl fmt::Display for Op {
             Op::DeviceReset => "VFIO_DEVICE_RESET",
             Op::DeviceRegionRead => "pread(VFIO region)",
             Op::DeviceRegionWrite => "pwrite(VFIO region)",
+            Op::KvmSetGsiRouting => "KVM_SET_GSI_ROUTING",
+            Op::KvmIrqfd => "KVM_IRQFD",
+            Op::KvmSignalMsi => "KVM_SIGNAL_MSI",
         };
         f.write_str(name)
     }

@@ -8,6 +8,9 @@
 
 pub mod error;
 pub mod ids;
+/// KVM MSI routes and irqfds for the vectors: a route image in kernel ABI layout, minimal commits.
+#[cfg(feature = "kvm")]
+pub mod kvm;
 pub mod msi;
 mod objects;
 pub mod pci;

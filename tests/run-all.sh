@@ -19,6 +19,7 @@ count() { awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/)
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "minimum supported Rust version: $MSRV"
 if ! rustup run "$MSRV" rustc --version >/dev/null 2>&1; then
@@ -27,7 +28,7 @@ fi
 cargo "+$MSRV" build --workspace --lib --locked
 
 step "host tests (Sim backend)"
-cargo test --workspace --locked 2>&1 | tee "$LOG/host.txt"
+cargo test --workspace --all-features --locked 2>&1 | tee "$LOG/host.txt"
 read -r host_p host_f < <(count "$LOG/host.txt")
 
 rig_p=0 rig_f=0
