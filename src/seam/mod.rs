@@ -19,11 +19,13 @@ use vmsi_sys::vfio as v;
 use crate::error::{Errno, Result};
 
 mod alloc_count;
+mod counting;
 mod host;
 mod mem;
 mod sim;
 
 pub use alloc_count::CountingAllocator;
+pub use counting::Counting;
 pub use host::{Host, hw_info_data_type};
 pub use mem::{DmaMemory, MmioRegion, dma_write_barrier, page_size};
 pub use sim::{Sim, SimConfig, SimDevice, SimStats};
