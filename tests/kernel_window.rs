@@ -6,17 +6,6 @@ mod common;
 use vmsi::msi::{Composer, Domain, DoorbellMap, HostAddressing, IrqIndex, KernelWindow, MsiDevice};
 use vmsi::{Device, Iommufd, IovaRange};
 
-/// The kernel's software MSI window: the one hole between the IOAS's usable ranges.
-fn msi_window(ranges: &[IovaRange]) -> IovaRange {
-    let holes = vmsi::msi::firmware::iova_holes(ranges).unwrap();
-    assert_eq!(
-        holes.len(),
-        1,
-        "one hole below the top of the aperture: {holes:x?}"
-    );
-    holes[0]
-}
-
 /// The physical ITS doorbell: the rig's firmware discovery, or Sim's machine.
 fn its_doorbell(e: &common::Env) -> u64 {
     match &e.sim {
@@ -35,15 +24,14 @@ fn every_nvme_vector_writes_the_predicted_window_address() {
     let dev = Device::open(e.kernel.clone(), &e.nvme[0]).unwrap();
     dev.bind(&fd).unwrap();
     dev.attach_ioas(&ioas).unwrap();
-    let window = msi_window(&ioas.iova_ranges().unwrap().0);
+    let kw = KernelWindow::from_ioas(&ioas).unwrap();
     assert_eq!(
-        window,
+        kw.window,
         IovaRange {
             start: 0x800_0000,
             last: 0x80f_ffff
         }
     );
-    let kw = KernelWindow::new(window, vmsi::seam::page_size() as u64).unwrap();
     let doorbell = its_doorbell(&e);
     assert_eq!(doorbell, 0x0809_0040, "QEMU virt's ITS at 0x08080000");
     let predicted = kw.host_message(doorbell, 0).unwrap();

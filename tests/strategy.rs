@@ -31,6 +31,15 @@ fn a_stock_kernel_gets_kernel_window_and_says_why() {
     // The refusals name what the kernel answered.
     assert!(report.findings[0].reason.contains("EINVAL"), "{report}");
     assert!(report.findings[1].reason.contains("EOPNOTSUPP"), "{report}");
+    // A caller that insists on a strategy gets a typed refusal.
+    assert!(report.require(Strategy::KernelWindow).is_ok());
+    assert!(matches!(
+        report.require(Strategy::UserWindow),
+        Err(vmsi::Error::Unsupported {
+            feature: vmsi::Feature::SwMsiWindow,
+            ..
+        })
+    ));
     // Probing changed nothing: MSI-X can still be enabled from scratch.
     let ioas = fd.alloc_ioas().unwrap();
     dev.attach_ioas(&ioas).unwrap();

@@ -20,7 +20,7 @@ pub use compose::{Composer, Domain, DoorbellMap, HostAddressing};
 pub use device::MsiDevice;
 pub use strategy::{Finding, KernelWindow, Rmr, Strategy, StrategyReport, probe};
 pub use table::{Delivery, Effect, VectorState, VectorTable};
-pub use trap::{MSI_CAP_LEN, MsixRegion};
+pub use trap::{MSI_CAP_LEN, MSIX_CONTROL_ENABLE, MSIX_CONTROL_FUNCTION_MASK, MsixRegion};
 
 /// The IRQ index a table serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

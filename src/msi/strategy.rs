@@ -59,6 +59,35 @@ pub struct StrategyReport {
     pub findings: Vec<Finding>,
 }
 
+impl StrategyReport {
+    /// What the probe found for `strategy`.
+    pub fn finding(&self, strategy: Strategy) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.strategy == strategy)
+    }
+
+    /// `Ok` when `strategy` is available; otherwise [`Error::Unsupported`] with the feature
+    /// it needs, for a caller that asked for that strategy explicitly.
+    pub fn require(&self, strategy: Strategy) -> Result<()> {
+        match self.finding(strategy) {
+            Some(f) if f.available => Ok(()),
+            _ => {
+                let (op, feature) = match strategy {
+                    Strategy::PerVector => {
+                        (crate::Op::DeviceSetIrqs, crate::Feature::PerVectorMsiIova)
+                    }
+                    Strategy::UserWindow => (crate::Op::Option, crate::Feature::SwMsiWindow),
+                    Strategy::KernelWindow => (crate::Op::OpenIommufd, crate::Feature::Iommufd),
+                };
+                Err(Error::Unsupported {
+                    op,
+                    feature,
+                    errno: Errno::EOPNOTSUPP,
+                })
+            }
+        }
+    }
+}
+
 impl fmt::Display for StrategyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "MSI strategy: {}", self.chosen)?;
@@ -163,6 +192,21 @@ pub struct KernelWindow {
 }
 
 impl KernelWindow {
+    /// The window of an IOAS a device is attached to: the one hole in its usable IOVA
+    /// ranges below the top of the aperture (the kernel reserves it on attach).
+    pub fn from_ioas(ioas: &crate::objects::Ioas) -> Result<Self> {
+        let (ranges, _) = ioas.iova_ranges()?;
+        match super::firmware::iova_holes(&ranges)?.as_slice() {
+            [window] => KernelWindow::new(*window, crate::seam::page_size() as u64),
+            [] => Err(Error::InvalidArgument(
+                "no MSI window: is a device attached to the IOAS?",
+            )),
+            _ => Err(Error::InvalidArgument(
+                "several IOVA holes: the MSI window is ambiguous",
+            )),
+        }
+    }
+
     /// The window, after checking that it can hold at least one page and the page size is
     /// a power of two.
     pub fn new(window: IovaRange, page_size: u64) -> Result<Self> {
@@ -183,7 +227,12 @@ impl KernelWindow {
 
     /// Pages the window holds: the most ITS doorbell pages one iommufd can use.
     pub fn pages(&self) -> u64 {
-        (self.window.last - self.window.start).div_ceil(self.page_size)
+        // Whole pages in the last - start + 1 bytes (a partial last page holds no doorbell
+        // page), computed without overflowing at u64::MAX. The firmware fuzz target found
+        // div_ceil(last - start) giving 0 pages for a one-page window of 1-byte pages and
+        // counting a partial last page.
+        let span = self.window.last - self.window.start;
+        span / self.page_size + u64::from(span % self.page_size == self.page_size - 1)
     }
 
     /// The host message of every vector whose MSIs go to the physical doorbell `doorbell`

@@ -30,8 +30,12 @@ pub enum MsixRegion {
     Pba,
 }
 
-const CTRL_ENABLE: u16 = 1 << 15;
-const CTRL_FUNCTION_MASK: u16 = 1 << 14;
+/// MSI-X Message Control: MSI-X Enable.
+pub const MSIX_CONTROL_ENABLE: u16 = 1 << 15;
+/// MSI-X Message Control: Function Mask.
+pub const MSIX_CONTROL_FUNCTION_MASK: u16 = 1 << 14;
+const CTRL_ENABLE: u16 = MSIX_CONTROL_ENABLE;
+const CTRL_FUNCTION_MASK: u16 = MSIX_CONTROL_FUNCTION_MASK;
 const ENTRY_MASK_BIT: u32 = 1;
 
 fn sized(offset: u64, size: u8, len: u64) -> Result<()> {
