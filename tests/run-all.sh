@@ -4,7 +4,8 @@
 #   2. the host tests (unit, property and object tests on Sim) for the whole workspace;
 #   3. the rig: the same tests, cross-compiled for aarch64, inside our own Linux 7.2 under
 #      QEMU (device-tree mode and ACPI mode with the CANWBS IORT), see tests/rig/README.md;
-#   4. the uAPI layout check against the 7.2 headers the rig's kernel build produced.
+#   4. the uAPI layout check against the 7.2 headers the rig's kernel build produced;
+#   5. the fuzzing smoke (fuzz/smoke.sh): each cargo-fuzz target's corpus and a short run.
 # The last line is "N passed, M failed" over all of it; the exit status is non-zero on any
 # failure.  SKIP_RIG=1 runs only the host part (for quick iterations; CI never sets it).
 set -euo pipefail
@@ -30,6 +31,9 @@ cargo "+$MSRV" build --workspace --lib --locked
 step "host tests (Sim backend)"
 cargo test --workspace --all-features --locked 2>&1 | tee "$LOG/host.txt"
 read -r host_p host_f < <(count "$LOG/host.txt")
+
+step "fuzzing smoke: every target's seeds and regressions, then a bounded run (fuzz/README.md)"
+fuzz/smoke.sh
 
 rig_p=0 rig_f=0
 if [ "${SKIP_RIG:-0}" != 1 ]; then

@@ -79,6 +79,12 @@ fn fixed(iova: Option<u64>) -> u32 {
     }
 }
 
+/// The most usable IOVA ranges [`Ioas::iova_ranges`] makes room for. Each range is a gap
+/// between reserved regions or allowed ranges, so a kernel answer beyond this is refused as
+/// `EMSGSIZE` rather than trusted with the allocation (the kernel_answers fuzz target found
+/// a claimed 2^27 ranges asking for a 2 GiB buffer).
+const MAX_IOVA_RANGES: u32 = 1 << 16;
+
 /// An IO address space: the IOVA -> memory map that paging HWPTs are built from.
 /// Cloning gives another handle to the same IOAS.
 #[derive(Clone, Debug)]
@@ -244,7 +250,9 @@ impl Ioas {
                         arg.out_iova_alignment,
                     ));
                 }
-                Err(crate::Errno::EMSGSIZE) if arg.num_iovas as usize > cap => {
+                Err(crate::Errno::EMSGSIZE)
+                    if arg.num_iovas as usize > cap && arg.num_iovas <= MAX_IOVA_RANGES =>
+                {
                     cap = arg.num_iovas as usize
                 }
                 Err(e) => return Err(Ctx::err(Op::IoasIovaRanges)(e)),

@@ -552,14 +552,24 @@ impl Sim {
             (offset >> REGION_SHIFT) as u32,
             (offset & ((1 << REGION_SHIFT) - 1)) as usize,
         );
-        let copy = |src: &[u8], buf: &mut [u8]| {
-            let n = buf.len().min(src.len().saturating_sub(off));
+        let copy = |src: &[u8], buf: &mut [u8], past_end: Errno| {
+            // vfio_pci_core_read: nothing to read is 0 bytes; an offset at or past the
+            // region's end is refused (found by the kernel_verbs fuzz target: slicing
+            // there panicked).
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            if off >= src.len() {
+                return Err(past_end);
+            }
+            let n = buf.len().min(src.len() - off);
             buf[..n].copy_from_slice(&src[off..off + n]);
-            n
+            Ok(n)
         };
         match index {
-            7 => Ok(copy(&d.config_space, buf)),
-            0 => Ok(copy(&d.bar0.lock(), buf)),
+            // vfio_pci_config_rw_single: EFAULT; vfio_pci_bar_rw: EINVAL.
+            7 => copy(&d.config_space, buf, Errno::EFAULT),
+            0 => copy(&d.bar0.lock(), buf, Errno::EINVAL),
             _ => Err(Errno::EINVAL),
         }
     }
@@ -579,14 +589,20 @@ impl Sim {
             (offset >> REGION_SHIFT) as u32,
             (offset & ((1 << REGION_SHIFT) - 1)) as usize,
         );
-        let paste = |dst: &mut [u8]| {
-            let n = buf.len().min(dst.len().saturating_sub(off));
+        let paste = |dst: &mut [u8], past_end: Errno| {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            if off >= dst.len() {
+                return Err(past_end);
+            }
+            let n = buf.len().min(dst.len() - off);
             dst[off..off + n].copy_from_slice(&buf[..n]);
-            n
+            Ok(n)
         };
         match index {
-            7 => Ok(paste(&mut d.config_space)),
-            0 => Ok(paste(&mut d.bar0.lock())),
+            7 => paste(&mut d.config_space, Errno::EFAULT),
+            0 => paste(&mut d.bar0.lock(), Errno::EINVAL),
             _ => Err(Errno::EINVAL),
         }
     }

@@ -1,0 +1,4 @@
+//! Thin shim: the input type, the harness and its invariants live in `vmsi_fuzz_common::firmware`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vmsi_fuzz_common::firmware::fuzz(data));
