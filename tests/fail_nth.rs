@@ -24,6 +24,10 @@
 //! `--include-ignored --test-threads=1` and `VMSI_BACKEND=host`.
 
 mod common;
+#[path = "support/sweep.rs"]
+mod sweep;
+
+use sweep::{Built, Step, composer};
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -36,83 +40,12 @@ use std::time::Instant;
 
 use common::{env, eventfd, on_host, rig_mode};
 use nix::sys::eventfd::EventFd;
-use vmsi::msi::{Composer, Domain, DoorbellMap, HostAddressing, IrqIndex, MsiDevice};
+use vmsi::msi::{IrqIndex, MsiDevice};
 use vmsi::seam::Kernel;
-use vmsi::{Device, Errno, Error, Hwpt, Ioas, Iommufd, Op, Ste, Vdevice, Viommu};
+use vmsi::{Device, Errno, Error, Hwpt, Iommufd, Ste, Viommu};
 
 /// A bound on each part's sweep (the selftest's is 1000; the rig's setup takes about 600).
 const MAX_POINTS: u64 = 20_000;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Step {
-    OpenIommufd,
-    AllocIoas,
-    OpenDevice,
-    Bind,
-    AttachIoas,
-    NestParent,
-    AttachNestParent,
-    Viommu,
-    Vdevice,
-    NestedHwpt,
-    AttachNested,
-    EnableIrqs,
-    DisableIrqs,
-    BringUp,
-}
-
-impl Step {
-    fn ops(self) -> &'static [Op] {
-        match self {
-            Step::OpenIommufd => &[Op::OpenIommufd],
-            Step::AllocIoas => &[Op::IoasAlloc],
-            Step::OpenDevice => &[Op::OpenDevice],
-            Step::Bind => &[Op::DeviceBind],
-            Step::AttachIoas | Step::AttachNestParent | Step::AttachNested => &[Op::DeviceAttach],
-            Step::NestParent | Step::NestedHwpt => &[Op::HwptAlloc],
-            Step::Viommu => &[Op::ViommuAlloc],
-            Step::Vdevice => &[Op::VdeviceAlloc],
-            Step::EnableIrqs | Step::DisableIrqs => &[Op::DeviceSetIrqs],
-            // GET_IRQ_INFO, the MSI-X capability read, the eventfds, SET_IRQS.
-            Step::BringUp => &[
-                Op::DeviceGetIrqInfo,
-                Op::DeviceRegionRead,
-                Op::DeviceSetIrqs,
-            ],
-        }
-    }
-}
-
-#[derive(Default)]
-struct Built {
-    iommufd: Option<Iommufd>,
-    ioas: Option<Ioas>,
-    device: Option<Device>,
-    parent: Option<Hwpt>,
-    viommu: Option<Viommu>,
-    vdevice: Option<Vdevice>,
-    nested: Option<Hwpt>,
-    msi: Option<MsiDevice>,
-}
-
-impl Built {
-    fn drop_all(mut self) {
-        drop((self.msi.take(), self.nested.take(), self.vdevice.take()));
-        drop((self.viommu.take(), self.parent.take(), self.device.take()));
-        drop((self.ioas.take(), self.iommufd.take()));
-    }
-}
-
-fn composer() -> Composer {
-    Composer {
-        domain: Domain::Paging,
-        host: HostAddressing::Window {
-            address: 0x800_0040,
-        },
-        doorbells: DoorbellMap::paging(&[0x0809_0040]).expect("one doorbell"),
-        devid: 0,
-    }
-}
 
 /// The object part of the setup: iommufd, IOAS, device bound and attached (and the nested
 /// objects, attached to the nested HWPT).

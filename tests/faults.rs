@@ -11,90 +11,19 @@
 //! real kernel with its allocation-level fail-nth.
 
 mod common;
+#[path = "support/sweep.rs"]
+mod sweep;
+
+use sweep::{Built, Step, composer};
 
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 
 use common::{eventfd, sim_env};
-use vmsi::msi::{Composer, Domain, DoorbellMap, HostAddressing, IrqIndex, MsiDevice};
+use vmsi::msi::{IrqIndex, MsiDevice};
 use vmsi::seam::{Kernel, Sim, SimConfig};
-use vmsi::{Device, Errno, Error, Hwpt, Ioas, Iommufd, Op, Ste, Vdevice, Viommu};
-
-/// One step of the setup and the kernel calls it may fail in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    OpenIommufd,
-    AllocIoas,
-    OpenDevice,
-    Bind,
-    AttachIoas,
-    NestParent,
-    AttachNestParent,
-    Viommu,
-    Vdevice,
-    NestedHwpt,
-    AttachNested,
-    EnableIrqs,
-    DisableIrqs,
-    BringUp,
-}
-
-impl Step {
-    fn ops(self) -> &'static [Op] {
-        match self {
-            Step::OpenIommufd => &[Op::OpenIommufd],
-            Step::AllocIoas => &[Op::IoasAlloc],
-            Step::OpenDevice => &[Op::OpenDevice],
-            Step::Bind => &[Op::DeviceBind],
-            Step::AttachIoas | Step::AttachNestParent | Step::AttachNested => &[Op::DeviceAttach],
-            Step::NestParent | Step::NestedHwpt => &[Op::HwptAlloc],
-            Step::Viommu => &[Op::ViommuAlloc],
-            Step::Vdevice => &[Op::VdeviceAlloc],
-            Step::EnableIrqs | Step::DisableIrqs => &[Op::DeviceSetIrqs],
-            Step::BringUp => &[
-                Op::DeviceGetIrqInfo,
-                Op::DeviceRegionRead,
-                Op::DeviceSetIrqs,
-            ],
-        }
-    }
-}
-
-/// Everything the setup built, dropped in a chosen order.
-#[derive(Default)]
-struct Built {
-    iommufd: Option<Iommufd>,
-    ioas: Option<Ioas>,
-    device: Option<Device>,
-    parent: Option<Hwpt>,
-    viommu: Option<Viommu>,
-    vdevice: Option<Vdevice>,
-    nested: Option<Hwpt>,
-    msi: Option<MsiDevice>,
-}
-
-impl Built {
-    /// Drops everything, the iommufd and device first or last.
-    fn drop_in(mut self, handles_first: bool) {
-        if handles_first {
-            drop((self.iommufd.take(), self.device.take(), self.ioas.take()));
-        }
-        drop((self.msi.take(), self.nested.take(), self.vdevice.take()));
-        drop((self.viommu.take(), self.parent.take()));
-    }
-}
-
-fn composer() -> Composer {
-    Composer {
-        domain: Domain::Paging,
-        host: HostAddressing::Window {
-            address: 0x800_0040,
-        },
-        doorbells: DoorbellMap::paging(&[0x0809_0040]).expect("one doorbell"),
-        devid: 0,
-    }
-}
+use vmsi::{Device, Errno, Error, Hwpt, Iommufd, Op, Ste, Viommu};
 
 /// The full setup of the device at `path` (MSI-X if `msix`, else MSI), nested if `nested`.
 fn setup(
