@@ -519,3 +519,63 @@ mod bring_up {
         assert_eq!(set_irqs() - before, 1);
     }
 }
+
+/// The eventfds VFIO signals and the ones the irqfds watch are the same: an interrupt the
+/// device raises on a vector is what KVM would see on that vector's GSI.
+#[test]
+fn an_msi_device_hands_its_own_eventfds_to_the_irqfds() {
+    use vmsi::msi::{Composer, Domain, DoorbellMap, HostAddressing, IrqIndex, MsiDevice};
+    use vmsi::seam::{Sim, SimConfig};
+
+    let sim = Sim::new(SimConfig::default());
+    let path = sim.config().devices[1].path.clone();
+    let fd = vmsi::Iommufd::open(sim.clone()).unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = vmsi::Device::open(sim.clone(), &path).unwrap();
+    dev.bind(&fd).unwrap();
+    dev.attach_ioas(&ioas).unwrap();
+    let composer = Composer {
+        domain: Domain::Paging,
+        host: HostAddressing::Window {
+            address: 0x800_0040,
+        },
+        doorbells: DoorbellMap::paging(&[VITS]).unwrap(),
+        devid: 0x10,
+    };
+    let msi = MsiDevice::bring_up(dev, IrqIndex::Msix, composer).unwrap();
+    let (vm, mut routes) = vm();
+    let key = routes.add_device(msi.kvm_eventfds().unwrap()).unwrap();
+    let t = msi.table();
+    t.msix_control_write(ENABLE).unwrap();
+    for access in [
+        Access::Table {
+            offset: 16 * 5 + 12,
+            size: 4,
+            value: 1,
+        },
+        Access::Table {
+            offset: 16 * 5,
+            size: 8,
+            value: VITS,
+        },
+        Access::Table {
+            offset: 16 * 5 + 8,
+            size: 4,
+            value: 42,
+        },
+        Access::Table {
+            offset: 16 * 5 + 12,
+            size: 4,
+            value: 0,
+        },
+    ] {
+        trap(&mut routes, key, t, access);
+    }
+    assert!(routes.irqfd_registered(key, 5));
+    assert_eq!(vm.counts().irqfd_assigns, 1);
+    // The device raises vector 5: the eventfd KVM's irqfd watches is signalled.
+    assert!(sim.raise_irq(&path, IrqIndex::Msix.vfio_index(), 5));
+    assert_eq!(routes.eventfd(key, 5).unwrap().read().unwrap(), 1);
+    // ... and no other vector's.
+    assert!(routes.eventfd(key, 4).unwrap().read().is_err());
+}

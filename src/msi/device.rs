@@ -76,6 +76,13 @@ impl MsiDevice {
             .ok_or(Error::VectorOutOfRange { vector, len })
     }
 
+    /// The vectors' eventfds as KVM irqfds take them (duplicates of the ones VFIO
+    /// signals), for [`crate::kvm::KvmRoutes::add_device`].
+    #[cfg(feature = "kvm")]
+    pub fn kvm_eventfds(&self) -> Result<std::sync::Arc<[crate::kvm::EventFd]>> {
+        self.eventfds.iter().map(crate::seam::vmm_eventfd).collect()
+    }
+
     /// The host messages the kernel programmed into the physical MSI-X table, read back
     /// through the BAR, as (address, data) per vector, written into `out` (one per vector,
     /// up to its length). Returns how many were read.

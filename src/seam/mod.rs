@@ -21,12 +21,16 @@ use crate::error::{Errno, Result};
 mod alloc_count;
 mod counting;
 mod host;
+#[cfg(feature = "kvm")]
+mod kvm_eventfd;
 mod mem;
 mod sim;
 
 pub use alloc_count::CountingAllocator;
 pub use counting::Counting;
 pub use host::{Host, hw_info_data_type};
+#[cfg(feature = "kvm")]
+pub use kvm_eventfd::vmm_eventfd;
 pub use mem::{DmaMemory, MmioRegion, dma_write_barrier, page_size};
 pub use sim::{Sim, SimConfig, SimDevice, SimStats};
 
