@@ -27,7 +27,7 @@ mod common;
 #[path = "support/sweep.rs"]
 mod sweep;
 
-use sweep::{Built, Step, composer};
+use sweep::{Built, Step, at, composer, objects};
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -35,50 +35,15 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use common::{env, eventfd, on_host, rig_mode};
 use nix::sys::eventfd::EventFd;
 use vmsi::msi::{IrqIndex, MsiDevice};
-use vmsi::seam::Kernel;
-use vmsi::{Device, Errno, Error, Hwpt, Iommufd, Ste, Viommu};
+use vmsi::{Device, Errno, Error};
 
 /// A bound on each part's sweep (the selftest's is 1000; the rig's setup takes about 600).
 const MAX_POINTS: u64 = 20_000;
-
-/// The object part of the setup: iommufd, IOAS, device bound and attached (and the nested
-/// objects, attached to the nested HWPT).
-fn objects(
-    kernel: &Arc<dyn Kernel>,
-    path: &Path,
-    nested: bool,
-    b: &mut Built,
-) -> Result<(), (Step, Error)> {
-    let fd = b
-        .iommufd
-        .insert(Iommufd::open(kernel.clone()).map_err(at(Step::OpenIommufd))?);
-    let ioas = b.ioas.insert(fd.alloc_ioas().map_err(at(Step::AllocIoas))?);
-    let dev = b
-        .device
-        .insert(Device::open(kernel.clone(), path).map_err(at(Step::OpenDevice))?);
-    dev.bind(fd).map_err(at(Step::Bind))?;
-    dev.attach_ioas(ioas).map_err(at(Step::AttachIoas))?;
-    if nested {
-        let parent = Hwpt::alloc_paging(ioas, dev, true).map_err(at(Step::NestParent))?;
-        let parent = b.parent.insert(parent);
-        dev.attach_hwpt(parent)
-            .map_err(at(Step::AttachNestParent))?;
-        let viommu = b
-            .viommu
-            .insert(Viommu::alloc(parent, dev).map_err(at(Step::Viommu))?);
-        b.vdevice = Some(viommu.alloc_vdevice(dev, 0x10).map_err(at(Step::Vdevice))?);
-        let s1 = Hwpt::alloc_nested(viommu, dev, Ste::bypass()).map_err(at(Step::NestedHwpt))?;
-        dev.attach_hwpt(b.nested.insert(s1))
-            .map_err(at(Step::AttachNested))?;
-    }
-    Ok(())
-}
 
 /// The interrupt part: `SET_IRQS` through `Device::enable_irqs` (and disable), then
 /// `MsiDevice::bring_up`. `fds` are made before the fault is armed: the test's own eventfds
@@ -95,10 +60,6 @@ fn irqs(
         .map_err(at(Step::DisableIrqs))?;
     *msi = Some(MsiDevice::bring_up(dev.clone(), index, composer()).map_err(at(Step::BringUp))?);
     Ok(())
-}
-
-fn at(step: Step) -> impl FnOnce(Error) -> (Step, Error) {
-    move |e| (step, e)
 }
 
 fn write_knob(path: &str, value: &str) -> bool {

@@ -14,7 +14,7 @@ mod common;
 #[path = "support/sweep.rs"]
 mod sweep;
 
-use sweep::{Built, Step, composer};
+use sweep::{Built, Step, at, composer, objects};
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use common::{eventfd, sim_env};
 use vmsi::msi::{IrqIndex, MsiDevice};
 use vmsi::seam::{Kernel, Sim, SimConfig};
-use vmsi::{Device, Errno, Error, Hwpt, Iommufd, Op, Ste, Viommu};
+use vmsi::{Device, Errno, Error, Iommufd, Op};
 
 /// The full setup of the device at `path` (MSI-X if `msix`, else MSI), nested if `nested`.
 fn setup(
@@ -33,30 +33,8 @@ fn setup(
     nested: bool,
     b: &mut Built,
 ) -> Result<(), (Step, Error)> {
-    fn at(step: Step) -> impl FnOnce(Error) -> (Step, Error) {
-        move |e| (step, e)
-    }
-    let fd = Iommufd::open(kernel.clone()).map_err(at(Step::OpenIommufd))?;
-    let fd = b.iommufd.insert(fd);
-    let ioas = b.ioas.insert(fd.alloc_ioas().map_err(at(Step::AllocIoas))?);
-    let dev = b
-        .device
-        .insert(Device::open(kernel.clone(), path).map_err(at(Step::OpenDevice))?);
-    dev.bind(fd).map_err(at(Step::Bind))?;
-    dev.attach_ioas(ioas).map_err(at(Step::AttachIoas))?;
-    if nested {
-        let parent = Hwpt::alloc_paging(ioas, dev, true).map_err(at(Step::NestParent))?;
-        let parent = b.parent.insert(parent);
-        dev.attach_hwpt(parent)
-            .map_err(at(Step::AttachNestParent))?;
-        let viommu = b
-            .viommu
-            .insert(Viommu::alloc(parent, dev).map_err(at(Step::Viommu))?);
-        b.vdevice = Some(viommu.alloc_vdevice(dev, 0x10).map_err(at(Step::Vdevice))?);
-        let s1 = Hwpt::alloc_nested(viommu, dev, Ste::bypass()).map_err(at(Step::NestedHwpt))?;
-        dev.attach_hwpt(b.nested.insert(s1))
-            .map_err(at(Step::AttachNested))?;
-    }
+    objects(kernel, path, nested, b)?;
+    let dev = b.device.as_ref().expect("objects() opened the device");
     let index = if msix { IrqIndex::Msix } else { IrqIndex::Msi };
     let fds = [eventfd(), eventfd()];
     let borrowed = [Some(fds[0].as_fd()), Some(fds[1].as_fd())];

@@ -4,8 +4,12 @@
 
 #![allow(dead_code)] // each sweep uses its own drop order
 
+use std::path::Path;
+use std::sync::Arc;
+
 use vmsi::msi::{Composer, Domain, DoorbellMap, HostAddressing, MsiDevice};
-use vmsi::{Device, Hwpt, Ioas, Iommufd, Op, Vdevice, Viommu};
+use vmsi::seam::Kernel;
+use vmsi::{Device, Error, Hwpt, Ioas, Iommufd, Op, Ste, Vdevice, Viommu};
 
 /// One step of the setup and the kernel calls it may fail in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,4 +94,41 @@ pub fn composer() -> Composer {
         doorbells: DoorbellMap::paging(&[0x0809_0040]).expect("one doorbell"),
         devid: 0,
     }
+}
+
+pub fn at(step: Step) -> impl FnOnce(Error) -> (Step, Error) {
+    move |e| (step, e)
+}
+
+/// The object part of the setup: iommufd, IOAS, device bound and attached (and the nested
+/// objects, attached to the nested HWPT).
+pub fn objects(
+    kernel: &Arc<dyn Kernel>,
+    path: &Path,
+    nested: bool,
+    b: &mut Built,
+) -> Result<(), (Step, Error)> {
+    let fd = b
+        .iommufd
+        .insert(Iommufd::open(kernel.clone()).map_err(at(Step::OpenIommufd))?);
+    let ioas = b.ioas.insert(fd.alloc_ioas().map_err(at(Step::AllocIoas))?);
+    let dev = b
+        .device
+        .insert(Device::open(kernel.clone(), path).map_err(at(Step::OpenDevice))?);
+    dev.bind(fd).map_err(at(Step::Bind))?;
+    dev.attach_ioas(ioas).map_err(at(Step::AttachIoas))?;
+    if nested {
+        let parent = Hwpt::alloc_paging(ioas, dev, true).map_err(at(Step::NestParent))?;
+        let parent = b.parent.insert(parent);
+        dev.attach_hwpt(parent)
+            .map_err(at(Step::AttachNestParent))?;
+        let viommu = b
+            .viommu
+            .insert(Viommu::alloc(parent, dev).map_err(at(Step::Viommu))?);
+        b.vdevice = Some(viommu.alloc_vdevice(dev, 0x10).map_err(at(Step::Vdevice))?);
+        let s1 = Hwpt::alloc_nested(viommu, dev, Ste::bypass()).map_err(at(Step::NestedHwpt))?;
+        dev.attach_hwpt(b.nested.insert(s1))
+            .map_err(at(Step::AttachNested))?;
+    }
+    Ok(())
 }
