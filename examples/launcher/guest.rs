@@ -1,7 +1,7 @@
 //! The guest's side of the machine: its RAM, its memory map, and the MSI-X programming
 //! sequence its drivers perform (the launcher plays the guest, there being no real one).
 
-use vmsi::msi::{Effect, MsixRegion, VectorTable};
+use vmsi::msi::{Effect, MSIX_CONTROL_ENABLE, MSIX_CONTROL_FUNCTION_MASK, MsixRegion, VectorTable};
 use vmsi::{DmaMemory, Ioas, IovaRange, Prot};
 
 /// The guest's virtual ITS, where QEMU's `virt` machine puts its ITS: its doorbell
@@ -98,9 +98,6 @@ impl GuestRam {
     }
 }
 
-/// MSI-X Message Control: Enable and Function Mask.
-const MSIX_ENABLE: u16 = 1 << 15;
-const MSIX_FUNCTION_MASK: u16 = 1 << 14;
 /// Vector Control's mask bit, the entry's last dword.
 const ENTRY_MASKED: u64 = 1;
 
@@ -123,7 +120,7 @@ pub fn program_msix(
     vectors: u32,
     address: u64,
 ) -> vmsi::Result<(Vec<Programmed>, Effect)> {
-    table.msix_control_write(MSIX_ENABLE | MSIX_FUNCTION_MASK)?;
+    table.msix_control_write(MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK)?;
     let mut programmed = Vec::new();
     for vector in 0..vectors {
         let entry = 16 * vector as u64;
@@ -136,6 +133,6 @@ pub fn program_msix(
         let effect = write(12, 0)?;
         programmed.push(Programmed { vector, effect });
     }
-    let opened = table.msix_control_write(MSIX_ENABLE)?;
+    let opened = table.msix_control_write(MSIX_CONTROL_ENABLE)?;
     Ok((programmed, opened))
 }

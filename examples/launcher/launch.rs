@@ -424,8 +424,7 @@ fn choose_strategy(
         ),
         StrategyRequest::Named(Strategy::KernelWindow) => "as asked".to_string(),
         StrategyRequest::Named(wanted) => {
-            let finding = report.findings.iter().find(|f| f.strategy == wanted);
-            let why = match finding {
+            let why = match report.finding(wanted) {
                 Some(f) if !f.available => format!("unsupported on this kernel: {}", f.reason),
                 _ => "available on this kernel, but this launcher drives only KernelWindow \
                       so far"
@@ -441,16 +440,8 @@ fn choose_strategy(
 /// The kernel's MSI window, which it reserves in the IOAS on attach: the one hole in the
 /// usable IOVA ranges.
 fn msi_window(ioas: &vmsi::Ioas, out: &mut dyn Write) -> Result<KernelWindow, Failure> {
-    let (ranges, _) = ioas.iova_ranges().map_err(failed("IOVA ranges"))?;
-    let holes = firmware::iova_holes(&ranges).map_err(failed("IOVA ranges"))?;
-    let [window] = holes[..] else {
-        return Err(Failure::new(
-            EXIT_FAILED,
-            format!("expected one hole (the MSI window) in the IOVA ranges, found {holes:x?}"),
-        ));
-    };
-    let page = vmsi::seam::page_size() as u64;
-    let window = KernelWindow::new(window, page).map_err(failed("the MSI window"))?;
+    let window = KernelWindow::from_ioas(ioas).map_err(failed("the MSI window"))?;
+    let page = window.page_size;
     writeln!(
         out,
         "MSI window (reserved by the kernel on attach): {:#x}..={:#x}, {} pages of {} KiB",
