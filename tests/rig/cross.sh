@@ -81,7 +81,9 @@ json=${RIG_ARTIFACTS:-$CARGO_TARGET_DIR/rig-artifacts.json}
 mkdir -p "$CARGO_TARGET_DIR"
 # json-render-diagnostics = the JSON artifact stream on stdout, and compiler
 # errors rendered for humans on stderr (plain 'json' would hide them).
-cargo test --quiet --no-run --release --workspace --target "$T" --message-format=json-render-diagnostics > "$json"
+# --all-features: the guest has KVM (feature kvm) and the per-vector kernel
+# implements the proposed uAPI (feature proposed-uapi), so every feature is tested.
+cargo test --quiet --no-run --release --workspace --all-features --target "$T" --message-format=json-render-diagnostics > "$json"
 
 # Test executables: integration tests (kind "test") and lib unit tests
 # (a lib-like kind with profile.test); not bins, examples or benches.

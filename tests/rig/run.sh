@@ -4,7 +4,7 @@
 # device with MSI and two nvme devices with 65 MSI-X vectors each).
 #
 #   usage: tests/rig/run.sh
-#   env:   MODES="dt acpi-canwbs"  modes to boot (default both)
+#   env:   MODES="dt acpi-canwbs per-vector"  modes to boot (default all three)
 #          RIG_BUILD=DIR           cache root (default ~/.cache/vmsi-rig)
 #          RIG_RUN=NAME            private work dir under RIG_BUILD (default run), for parallel runs
 #          RIG_CRATE=DIR           crate/workspace whose tests run (default: this repository)
@@ -12,6 +12,8 @@
 #          TEST_TIMEOUT=SECONDS    per test executable, in the guest (default 300)
 #          BOOT_TIMEOUT=SECONDS    per boot (default 180 + TEST_TIMEOUT per executable)
 #          RIG_RUST=auto|rustup|debian, RIG_LIBC=musl|gnu  how to cross-compile (see cross.sh)
+#          RIG_KERNEL_PER_VECTOR=DIR  use DIR/Image as the per-vector kernel instead of building
+#                                     one (for kernel development; see kernel/patches/README.md)
 #
 # Steps: host packages, kernel (kernel/build.sh), QEMU + firmware (qemu.sh),
 # tests for aarch64 (cross.sh), initramfs (initramfs.sh), then one boot per mode,
@@ -21,13 +23,13 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$HERE/lib.sh"
-MODES=${MODES:-dt acpi-canwbs}
+MODES=${MODES:-dt acpi-canwbs per-vector}
 CRATE=$(cd "${RIG_CRATE:-$HERE/../..}" && pwd)
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 T_ALL=$EPOCHREALTIME
 for m in $MODES; do
-  case $m in dt|acpi-canwbs) ;; *) rig_say "unknown mode '$m' (known: dt acpi-canwbs)"; exit 2 ;; esac
+  case $m in dt|acpi-canwbs|per-vector) ;; *) rig_say "unknown mode '$m' (known: dt acpi-canwbs per-vector)"; exit 2 ;; esac
 done
 
 # --- 1. host packages: the cross compiler and kernel build tools ----------------
@@ -40,9 +42,17 @@ fi
 command -v cargo >/dev/null || { rig_say "cargo (rustup) is required"; exit 1; }
 
 # --- 2. kernel, QEMU, tests, initramfs --------------------------------------------
+# Modes dt and acpi-canwbs boot the stock kernel; per-vector boots the one with
+# kernel/patches applied (only built when that mode runs).
 t=$EPOCHREALTIME
-K=$("$HERE/kernel/build.sh")
+K=$("$HERE/kernel/build.sh" stock)
 rig_say "kernel: $K ($(since "$t") s)"
+K_PV=""
+case " $MODES " in *" per-vector "*)
+  t=$EPOCHREALTIME
+  K_PV=${RIG_KERNEL_PER_VECTOR:-$("$HERE/kernel/build.sh" per-vector)}
+  rig_say "kernel (per-vector): $K_PV ($(since "$t") s)" ;;
+esac
 "$HERE/qemu.sh"
 # RIG_RUN names a private work directory (images, initramfs, logs), so that several rig
 # runs can share one cache (kernel, QEMU, cargo) at the same time.
@@ -58,11 +68,12 @@ rig_say "cross: $n_exec test executables ($(since "$t") s): $(cut -f1 "$W/manife
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-$((180 + n_exec * TEST_TIMEOUT))}
 
 # --- 3. the guest -------------------------------------------------------------------
-# boot LOG FIRMWARE INITRD APPEND: one QEMU run, console (minus CRs) into LOG.
+# boot LOG FIRMWARE INITRD APPEND [IMAGE]: one QEMU run, console (minus CRs) into LOG.
 # FIRMWARE is dt (device tree, no UEFI) or acpi (UEFI + ACPI tables).
+# virtualization=on: the guest kernel runs at EL2, so it has KVM (the launcher's VM).
 boot() {
-  local log=$1 fw=$2 initrd=$3 append=$4 i rc=0
-  local mach=virt,gic-version=3,its=on,iommu=smmuv3 extra=()
+  local log=$1 fw=$2 initrd=$3 append=$4 image=${5:-$K/Image} i rc=0
+  local mach=virt,gic-version=3,its=on,iommu=smmuv3,virtualization=on extra=()
   if [ "$fw" = acpi ]; then
     mach+=,acpi=on; extra=(-bios "$EFI_FD"); append="acpi=force $append"
   else
@@ -80,7 +91,7 @@ boot() {
   # timeout --foreground: QEMU stays in our process group, so Ctrl-C stops it too.
   # sed -u: the log can be followed live (tail -f) while the guest runs.
   timeout --foreground -k 10 "$BOOT_TIMEOUT" "${QEMU[@]}" -M "$mach" -cpu max,pauth-impdef=on \
-    -m 1G -smp 2 -accel tcg -nographic -nic none -no-reboot -kernel "$K/Image" -initrd "$initrd" \
+    -m 1G -smp 2 -accel tcg -nographic -nic none -no-reboot -kernel "$image" -initrd "$initrd" \
     -append "console=ttyAMA0 panic=-1 vmsi.test_timeout=$TEST_TIMEOUT ${RIG_FILTER:+vmsi.filter=$RIG_FILTER }$append" \
     -device edu "${extra[@]}" </dev/null 2>&1 | sed -u 's/\r$//' > "$log" || rc=$?
   [ "$rc" = 0 ] || rig_say "qemu exited with status $rc$([ "$rc" = 124 ] && echo " (timeout after $BOOT_TIMEOUT s)")"
@@ -110,14 +121,18 @@ canwbs_initrd() {
 total_p=0 total_f=0 bad=0
 for mode in $MODES; do
   log=$W/logs/$mode.log
+  # per-vector is acpi-canwbs (so nested works) on the patched kernel; its tests
+  # see VMSI_RIG_MODE=acpi-canwbs and VMSI_RIG_KERNEL=per-vector.
+  image=$K/Image kernel=stock
   case $mode in
     dt)          fw=dt   initrd=$W/initramfs.cpio.gz ;;
     acpi-canwbs) fw=acpi initrd=$(canwbs_initrd) ;;
+    per-vector)  fw=acpi initrd=$(canwbs_initrd) image=$K_PV/Image kernel=per-vector ;;
   esac
   t=$EPOCHREALTIME
-  boot "$log" "$fw" "$initrd" "vmsi.mode=$mode"
+  boot "$log" "$fw" "$initrd" "vmsi.mode=${mode/per-vector/acpi-canwbs} vmsi.kernel=$kernel" "$image"
   rig_say "$mode: booted and ran in $(since "$t") s; console log: $log"
-  if [ "$mode" = acpi-canwbs ] && ! grep -q 'ACPI: Table Upgrade: override \[IORT' "$log"; then
+  if [ "$fw" = acpi ] && ! grep -q 'ACPI: Table Upgrade: override \[IORT' "$log"; then
     echo "rig $mode: FAIL the patched IORT was not loaded"; bad=1
   fi
   python3 "$HERE/summarize.py" "$mode" "$log" "$n_exec" "$W/counts" || bad=1

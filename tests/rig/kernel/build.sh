@@ -3,9 +3,12 @@
 # iommufd selftest mock + fault injection) from Debian's linux-source-7.2,
 # cross-compiled with the host's gcc-aarch64-linux-gnu.
 #
-#   usage: tests/rig/kernel/build.sh     -> prints the kernel's cache dir K on stdout
+#   usage: tests/rig/kernel/build.sh [stock|per-vector]  -> prints the kernel's cache dir K on stdout
 #
-# K = $RIG_BUILD/kernel/<key>, key = hash of (config-fragment, patches/*, this script).
+# stock (the default) is Debian's source as it is; per-vector also applies
+# patches/*.patch, the reference implementation of the proposed per-vector MSI
+# uAPI (patches/README.md).
+# K = $RIG_BUILD/kernel/<key>, key = hash of (config-fragment, the patches applied, this script).
 # An unchanged kernel is never rebuilt; a changed one gets its own K.  K holds:
 #   Image               the kernel
 #   uapi/include        sanitized uAPI headers ('make headers')
@@ -20,8 +23,13 @@ KVER=7.2
 JOBS=${JOBS:-$(nproc)}
 
 # --- cache key ----------------------------------------------------------------
+FLAVOUR=${1:-stock}
 patches=()
-while IFS= read -r p; do patches+=("$p"); done < <(find "$HERE/patches" -name '*.patch' | sort)
+case $FLAVOUR in
+  stock) ;;
+  per-vector) while IFS= read -r p; do patches+=("$p"); done < <(find "$HERE/patches" -name '*.patch' | sort) ;;
+  *) rig_say "kernel: unknown flavour '$FLAVOUR' (stock | per-vector)"; exit 2 ;;
+esac
 key=$( (cd "$HERE" && sha256sum config-fragment build.sh; for p in "${patches[@]}"; do
           basename "$p"; sha256sum < "$p"; done) | sha256sum | cut -c1-16)
 K=$B/kernel/$key
