@@ -41,6 +41,12 @@ pub enum Op {
     KvmSetGsiRouting,
     KvmIrqfd,
     KvmSignalMsi,
+    OpenKvm,
+    KvmCreateVm,
+    KvmSetUserMemoryRegion,
+    KvmCreateVcpu,
+    KvmCreateDevice,
+    KvmArmPreferredTarget,
 }
 
 impl fmt::Display for Op {
@@ -79,6 +85,12 @@ impl fmt::Display for Op {
             Op::KvmSetGsiRouting => "KVM_SET_GSI_ROUTING",
             Op::KvmIrqfd => "KVM_IRQFD",
             Op::KvmSignalMsi => "KVM_SIGNAL_MSI",
+            Op::OpenKvm => "open(/dev/kvm)",
+            Op::KvmCreateVm => "KVM_CREATE_VM",
+            Op::KvmSetUserMemoryRegion => "KVM_SET_USER_MEMORY_REGION",
+            Op::KvmCreateVcpu => "KVM_CREATE_VCPU",
+            Op::KvmCreateDevice => "KVM_CREATE_DEVICE",
+            Op::KvmArmPreferredTarget => "KVM_ARM_PREFERRED_TARGET",
         };
         f.write_str(name)
     }

@@ -23,6 +23,8 @@ mod counting;
 mod host;
 #[cfg(feature = "kvm")]
 mod kvm_eventfd;
+#[cfg(feature = "kvm")]
+mod kvm_vm;
 mod mem;
 mod sim;
 
@@ -31,6 +33,8 @@ pub use counting::Counting;
 pub use host::{Host, hw_info_data_type};
 #[cfg(feature = "kvm")]
 pub use kvm_eventfd::vmm_eventfd;
+#[cfg(feature = "kvm")]
+pub use kvm_vm::KvmMachine;
 pub use mem::{DmaMemory, MmioRegion, dma_write_barrier, page_size};
 pub use sim::{Sim, SimConfig, SimDevice, SimStats};
 
