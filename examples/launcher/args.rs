@@ -9,7 +9,7 @@ use vmsi::msi::Strategy;
 pub const USAGE: &str = "\
 usage: launcher [--sim] [--device /dev/vfio/devices/vfioN] [--ram-mib N] [--ram-gpa ADDR]
                 [--strategy auto|kernel-window|user-window|per-vector] [--nested|--paging]
-                [--vectors K]
+                [--vectors K] [--no-kvm]
   --sim         run on Sim, the in-process model of Linux 7.2 (the default without /dev/iommu)
   --device      the VFIO cdev of an NVMe controller (on Sim: vfio1 unless named)
   --ram-mib     guest RAM in MiB (default 64, at least 4)
@@ -17,7 +17,9 @@ usage: launcher [--sim] [--device /dev/vfio/devices/vfioN] [--ram-mib N] [--ram-
   --strategy    MSI strategy (default auto: the best the kernel offers)
   --nested      the guest owns a stage 1 through a vIOMMU (default)
   --paging      no vIOMMU: the guest's addresses are GPAs in the VM's stage 2
-  --vectors     MSI-X vectors the guest programs and the device fires (default 4)";
+  --vectors     MSI-X vectors the guest programs and the device fires (default 4)
+  --no-kvm      stop after the host-side setup even where there is an arm64 /dev/kvm, and
+                follow each vector to its eventfd";
 
 /// The strategy asked for on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +47,8 @@ pub struct Options {
     pub nested: bool,
     /// Vectors to program and fire.
     pub vectors: u32,
+    /// Leave KVM out even where there is one: the eventfds are the end of the line.
+    pub no_kvm: bool,
 }
 
 impl Default for Options {
@@ -57,6 +61,7 @@ impl Default for Options {
             strategy: StrategyRequest::Auto,
             nested: true,
             vectors: 4,
+            no_kvm: false,
         }
     }
 }
@@ -106,6 +111,7 @@ impl Options {
                 "--sim" => o.sim = switch(&flag, &inline)?,
                 "--nested" => nested = switch(&flag, &inline)?,
                 "--paging" => paging = switch(&flag, &inline)?,
+                "--no-kvm" => o.no_kvm = switch(&flag, &inline)?,
                 "--device" => o.device = Some(PathBuf::from(value()?)),
                 "--ram-mib" => o.ram_mib = number(&flag, &value()?)?,
                 "--ram-gpa" => o.ram_gpa = number(&flag, &value()?)?,

@@ -121,7 +121,11 @@ pub fn fire_all(
 }
 
 /// The stand-in guest NVMe driver: controller enabled, I/O queue k raising vector k.
-fn start_nvme<'r>(vm: &'r Vm, opts: &Options, out: &mut dyn Write) -> Result<Nvme<'r>, Failure> {
+pub(super) fn start_nvme<'r>(
+    vm: &'r Vm,
+    opts: &Options,
+    out: &mut dyn Write,
+) -> Result<Nvme<'r>, Failure> {
     let io_queues = (opts.vectors - 1) as u16;
     let fail = |e: String| Failure::new(EXIT_FAILED, format!("the guest's NVMe driver: {e}"));
     let area = vm.ram.gpa() + QUEUES_OFFSET;
@@ -142,7 +146,7 @@ fn start_nvme<'r>(vm: &'r Vm, opts: &Options, out: &mut dyn Write) -> Result<Nvm
 /// Waits (at most 2 s) until the vectors' eventfds stay quiet for 100 ms. Every admin
 /// command of the NVMe setup raised vector 0, and under TCG the host takes a while to turn
 /// the last of those MSIs into an eventfd signal; it must not pass for vector 0's own.
-fn settle(vectors: &Vectors, count: u32) {
+pub(super) fn settle(vectors: &Vectors, count: u32) {
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(100));
         let fired = (0..count).filter(|&v| vectors.msi.eventfd(v).is_ok_and(|fd| drain(fd) > 0));
@@ -155,6 +159,18 @@ fn settle(vectors: &Vectors, count: u32) {
 /// The journey of vector `vector`'s MSI: the device's write through the SMMU to the ITS,
 /// then the host interrupt to the guest's route.
 fn path(vm: &Vm, vectors: &Vectors, vector: u32, route: Route) -> (String, String) {
+    let data = vectors.host[vector as usize].1;
+    let host_side = format!(
+        "host IRQ (ITS EventID {data:#x}) -> eventfd {vector} -> route to the vITS: \
+         GPA {:#x}, EventID {}, devid {:#x}",
+        route.doorbell_gpa, route.data, route.devid
+    );
+    (device_path(vm, vectors, vector), host_side)
+}
+
+/// The device's half of vector `vector`'s MSI: its write, through the guest's stage 1 when
+/// it has one, and the VM's stage 2, to the physical ITS doorbell.
+pub(super) fn device_path(vm: &Vm, vectors: &Vectors, vector: u32) -> String {
     let (address, data) = vectors.host[vector as usize];
     let mut hops = vec![format!("device writes {data:#x} to {address:#x}")];
     let ipa = match &vm.nested {
@@ -170,12 +186,7 @@ fn path(vm: &Vm, vectors: &Vectors, vector: u32, route: Route) -> (String, Strin
         hex(ipa),
         stage2(vm, vectors, ipa)
     ));
-    let host_side = format!(
-        "host IRQ (ITS EventID {data:#x}) -> eventfd {vector} -> route to the vITS: \
-         GPA {:#x}, EventID {}, devid {:#x}",
-        route.doorbell_gpa, route.data, route.devid
-    );
-    (hops.join(" -> "), host_side)
+    hops.join(" -> ")
 }
 
 /// Where the kernel's MSI mapping takes `ipa`: window page 0 holds the ITS doorbell page.

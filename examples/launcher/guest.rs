@@ -1,6 +1,8 @@
 //! The guest's side of the machine: its RAM, its memory map, and the MSI-X programming
 //! sequence its drivers perform (the launcher plays the guest, there being no real one).
 
+use std::sync::Arc;
+
 use vmsi::msi::{Effect, MSIX_CONTROL_ENABLE, MSIX_CONTROL_FUNCTION_MASK, MsixRegion, VectorTable};
 use vmsi::{DmaMemory, Ioas, IovaRange, Prot};
 
@@ -30,7 +32,8 @@ pub const GUEST_ASID: u16 = 1;
 /// accessed by the launcher (playing the guest) with volatile copies at guest physical
 /// addresses.
 pub struct GuestRam {
-    mem: DmaMemory,
+    // Shared with the KVM VM, which keeps it mapped for as long as its memory slot lives.
+    mem: Arc<DmaMemory>,
     gpa: u64,
 }
 
@@ -38,7 +41,7 @@ impl GuestRam {
     /// `mib` MiB of zeroed RAM at `gpa`.
     pub fn new(gpa: u64, mib: u64) -> vmsi::Result<Self> {
         Ok(GuestRam {
-            mem: DmaMemory::new((mib << 20) as usize)?,
+            mem: Arc::new(DmaMemory::new((mib << 20) as usize)?),
             gpa,
         })
     }
@@ -49,6 +52,12 @@ impl GuestRam {
             start: self.gpa,
             last: self.gpa + self.mem.len() as u64 - 1,
         }
+    }
+
+    /// The memory itself, for a KVM memory slot.
+    #[cfg_attr(not(all(feature = "kvm", target_arch = "aarch64")), allow(dead_code))]
+    pub fn memory(&self) -> Arc<DmaMemory> {
+        self.mem.clone()
     }
 
     /// First GPA.

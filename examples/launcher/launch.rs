@@ -4,7 +4,9 @@
 //!    and for a nested guest the vIOMMU, the vDEVICE and the guest's STE and stage 1;
 //! 2. MSI: the strategy, the doorbell, every vector's eventfd, and the guest's MSI-X
 //!    programming trapped into the library's `VectorTable`;
-//! 3. KVM, where there is an arm64 one;
+//! 3. KVM, where there is an arm64 one (`kvm.rs`): the VM, its vGICv3 and vITS, an irqfd
+//!    route per vector, and a guest that programs its vITS and the device's MSI-X table and
+//!    receives each vector as an LPI;
 //! 4. without KVM: the device fires each vector and the launcher follows the interrupt to
 //!    its eventfd and to the route the guest's virtual ITS would get.
 
@@ -175,19 +177,80 @@ pub fn run(opts: &Options, backend: &Backend, out: &mut dyn Write) -> Result<Rep
         out,
         "\n== 2. MSI: doorbell, vectors, the guest's MSI-X table"
     )?;
-    let vectors = Vectors::bring_up(&vm, opts, backend, out)?;
+    let with_kvm = kvm_plan(backend, opts);
+    let vectors = Vectors::bring_up(&vm, opts, backend, with_kvm.is_ok(), out)?;
     let startup = start.elapsed();
+    let ready = match with_kvm {
+        Ok(()) => "host side ready",
+        Err(_) => "start-up",
+    };
     writeln!(
         out,
-        "start-up: {:.1} ms from start to all {} vectors ready",
+        "{ready}: {:.1} ms from start to all {} vectors ready",
         startup.as_secs_f64() * 1e3,
         opts.vectors
     )?;
     writeln!(out, "\n== 3. KVM")?;
-    kvm(backend, opts, out)?;
-    writeln!(out, "\n== 4. the device fires each vector")?;
-    let delivered = delivery::fire_all(&vm, &vectors, opts, backend, out)?;
+    if let Err(why) = with_kvm {
+        writeln!(out, "{why}: stopping after host-side setup")?;
+        writeln!(
+            out,
+            "(with KVM: KVM_CREATE_VM, a vGICv3 and a vITS at GPA {VITS_BASE:#x}, \
+             KVM_SET_GSI_ROUTING with the {} routes above (KVM_MSI_VALID_DEVID), and one \
+             KVM_IRQFD per vector from its eventfd)",
+            opts.vectors
+        )?;
+        writeln!(out, "\n== 4. the device fires each vector")?;
+        let delivered = delivery::fire_all(&vm, &vectors, opts, backend, out)?;
+        return Ok(Report { delivered });
+    }
+    let delivered = with_kvm_guest(&vm, &vectors, opts, start, out)?;
     Ok(Report { delivered })
+}
+
+#[cfg(all(feature = "kvm", target_arch = "aarch64"))]
+fn with_kvm_guest(
+    vm: &Vm,
+    vectors: &Vectors,
+    opts: &Options,
+    start: Instant,
+    out: &mut dyn Write,
+) -> Result<Vec<u32>, Failure> {
+    super::kvm::run(vm, vectors, opts, start, out)
+}
+
+#[cfg(not(all(feature = "kvm", target_arch = "aarch64")))]
+fn with_kvm_guest(
+    _: &Vm,
+    _: &Vectors,
+    _: &Options,
+    _: Instant,
+    _: &mut dyn Write,
+) -> Result<Vec<u32>, Failure> {
+    Err(Failure::new(
+        EXIT_FAILED,
+        "this launcher was built without KVM",
+    ))
+}
+
+/// Whether step 3 runs a KVM guest, or why not.
+fn kvm_plan(backend: &Backend, opts: &Options) -> Result<(), &'static str> {
+    if let Backend::Sim(_) = backend {
+        return Err("Sim backend: the device is a model, with no VM to run it");
+    }
+    if opts.no_kvm {
+        return Err("--no-kvm");
+    }
+    if cfg!(not(target_arch = "aarch64")) {
+        return Err("not an arm64 host: no vGICv3 or vITS");
+    }
+    if cfg!(not(feature = "kvm")) {
+        return Err("built without the kvm feature (cargo run --features kvm)");
+    }
+    if !Path::new("/dev/kvm").exists() {
+        return Err("no /dev/kvm");
+    }
+    Ok(())
 }
 
 /// The cdev to use: the one named, or on Sim its first NVMe.
@@ -606,6 +669,7 @@ impl Vectors {
         vm: &Vm,
         opts: &Options,
         backend: &Backend,
+        guest_programs: bool,
         out: &mut dyn Write,
     ) -> Result<Vectors, Failure> {
         let (doorbell, source) = its_doorbell(backend)?;
@@ -627,7 +691,15 @@ impl Vectors {
             "{} MSI-X vectors enabled, one eventfd each, in one VFIO_DEVICE_SET_IRQS",
             msi.table().len()
         )?;
-        program_guest_table(vm, &msi, opts.vectors, guest_address, out)?;
+        if guest_programs {
+            writeln!(
+                out,
+                "the guest programs its MSI-X table itself (step 3): address {guest_address:#x}, \
+                 data = EventID"
+            )?;
+        } else {
+            program_guest_table(vm, &msi, opts.vectors, guest_address, out)?;
+        }
         let host = read_back(&msi, predicted, opts.vectors, out)?;
         Ok(Vectors {
             msi,
@@ -758,28 +830,6 @@ fn read_back(
         )
     })?;
     Ok(host)
-}
-
-/// Step 3: there is no KVM to create the VM in on Sim, in the rig or on a non-arm64 host.
-fn kvm(backend: &Backend, opts: &Options, out: &mut dyn Write) -> Result<(), Failure> {
-    let why = if !Path::new("/dev/kvm").exists() {
-        "no /dev/kvm"
-    } else if let Backend::Sim(_) = backend {
-        "Sim backend: the device is a model, with no VM to run it"
-    } else if cfg!(not(target_arch = "aarch64")) {
-        "/dev/kvm is not an arm64 KVM, with no vGICv3 or vITS"
-    } else {
-        "/dev/kvm is here, but creating the VM waits for the library's kvm integration"
-    };
-    writeln!(out, "{why}: stopping after host-side setup")?;
-    writeln!(
-        out,
-        "(with KVM: KVM_CREATE_VM, a vGICv3 and a vITS at GPA {VITS_BASE:#x}, \
-         KVM_SET_GSI_ROUTING with the {} routes above (KVM_MSI_VALID_DEVID), and one \
-         KVM_IRQFD per vector from its eventfd)",
-        opts.vectors
-    )?;
-    Ok(())
 }
 
 /// `0x…`, or `unmapped`.

@@ -8,19 +8,26 @@
 //! cargo run --example launcher -- --device /dev/vfio/devices/vfio1 --nested --vectors 8
 //! ```
 //!
-//! Where to read: `launch.rs` (steps 1-3: the host side, MSI, KVM), `delivery.rs` (step 4:
-//! the device fires, the eventfd, the route), `guest.rs` (guest RAM and the guest driver's
-//! MSI-X writes), `stage1.rs` (the guest's SMMU page tables), `nvme.rs` (enough of a guest
-//! NVMe driver to raise a chosen vector), `args.rs` (the command line).
+//! Where to read: `launch.rs` (steps 1-2: the host side, MSI), `kvm.rs` (step 3: the KVM
+//! VM, its vGICv3 and vITS, the irqfd routes, the guest's exits), `payload.rs` (the guest
+//! program that receives each vector as an LPI; `asm.rs` assembles it), `delivery.rs`
+//! (step 4 without KVM: the device fires, the eventfd, the route), `guest.rs` (guest RAM
+//! and the guest driver's MSI-X writes), `stage1.rs` (the guest's SMMU page tables),
+//! `nvme.rs` (enough of a guest NVMe driver to raise a chosen vector), `args.rs` (the
+//! command line).
 //!
 //! Exit status: 0 when every vector was delivered, 1 when something on the machine failed,
 //! 2 for a command line the launcher cannot use, 3 when the kernel lacks what was asked.
 
 mod args;
+mod asm;
 mod delivery;
 mod guest;
+#[cfg(all(feature = "kvm", target_arch = "aarch64"))]
+mod kvm;
 mod launch;
 mod nvme;
+mod payload;
 mod stage1;
 
 use std::process::ExitCode;

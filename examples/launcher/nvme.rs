@@ -41,6 +41,15 @@ const COMMAND_DEADLINE: Duration = Duration::from_secs(5);
 const PCI_COMMAND: u64 = 0x04;
 const PCI_COMMAND_MEMORY_MASTER: u16 = (1 << 1) | (1 << 2);
 
+/// A doorbell write that submits what was prepared: `tail` to BAR0 offset `doorbell`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ring {
+    /// Offset of the submission queue's tail doorbell in BAR0.
+    pub doorbell: usize,
+    /// The new tail.
+    pub tail: u32,
+}
+
 /// One queue pair's place in guest RAM, and the driver's cursor in it.
 #[derive(Clone, Copy)]
 struct Queue {
@@ -113,6 +122,12 @@ impl<'r> Nvme<'r> {
         })
     }
 
+    #[cfg_attr(not(all(feature = "kvm", target_arch = "aarch64")), allow(dead_code))]
+    /// BAR0's length.
+    pub fn bar_len(&self) -> usize {
+        self.bar.len()
+    }
+
     fn reg(&self, offset: usize, value: u32) -> Result<(), String> {
         self.bar
             .write_u32(offset, value)
@@ -179,11 +194,30 @@ impl<'r> Nvme<'r> {
     fn execute(
         &mut self,
         qid: u16,
-        [opcode, nsid]: [u32; 2],
+        command: [u32; 2],
         prp1: u64,
         cdw10: u32,
         cdw11: u32,
     ) -> Result<(), String> {
+        let ring = self.prepare(qid, command, prp1, cdw10, cdw11)?;
+        self.reg(ring.doorbell, ring.tail)?;
+        self.finish(qid, command[0])
+    }
+
+    /// Writes one command into queue `qid`'s next submission slot in guest RAM without
+    /// telling the device; returns the doorbell write that submits it.
+    fn prepare(
+        &mut self,
+        qid: u16,
+        [opcode, nsid]: [u32; 2],
+        prp1: u64,
+        cdw10: u32,
+        cdw11: u32,
+    ) -> Result<Ring, String> {
+        let q = *self
+            .queues
+            .get(qid as usize)
+            .ok_or_else(|| format!("no queue {qid}"))?;
         let cid = self.next_cid;
         self.next_cid = self.next_cid.wrapping_add(1).max(1);
         let mut words = [0u32; 16];
@@ -193,7 +227,6 @@ impl<'r> Nvme<'r> {
         words[7] = (prp1 >> 32) as u32;
         words[10] = cdw10;
         words[11] = cdw11;
-        let q = self.queues[qid as usize];
         let slot = self.area_gpa + q.offset + q.tail as u64 * SQE;
         for (k, w) in words.iter().enumerate() {
             self.ram
@@ -204,7 +237,15 @@ impl<'r> Nvme<'r> {
         self.queues[qid as usize].tail = tail;
         // The entry must be in memory before the device hears of it.
         fence(Ordering::SeqCst);
-        self.reg(self.doorbell(qid, false), tail as u32)?;
+        Ok(Ring {
+            doorbell: self.doorbell(qid, false),
+            tail: tail as u32,
+        })
+    }
+
+    /// Waits (bounded) for the completion of the command submitted last on `qid` and
+    /// checks its status.
+    fn finish(&mut self, qid: u16, opcode: u32) -> Result<(), String> {
         let status = self.complete(qid, opcode)?;
         if status != 0 {
             return Err(format!(
@@ -212,6 +253,46 @@ impl<'r> Nvme<'r> {
             ));
         }
         Ok(())
+    }
+
+    #[cfg_attr(not(all(feature = "kvm", target_arch = "aarch64")), allow(dead_code))]
+    /// Prepares the command that makes the device raise `vector` (Identify on the admin
+    /// queue for vector 0, Flush on I/O queue `vector` otherwise) for a guest to submit
+    /// with the returned doorbell write; [`Nvme::reap`] then consumes its completion.
+    pub fn prepare_for_vector(&mut self, vector: u16) -> Result<Ring, String> {
+        match vector {
+            0 => {
+                let data = self.area_dma + 2 * PAGE;
+                self.prepare(0, [ADMIN_IDENTIFY, 0], data, 1, 0)
+            }
+            q => self.prepare(q, [NVM_FLUSH, 1], 0, 0, 0),
+        }
+    }
+
+    #[cfg_attr(not(all(feature = "kvm", target_arch = "aarch64")), allow(dead_code))]
+    /// Consumes the completion of the command [`Nvme::prepare_for_vector`] prepared.
+    pub fn reap(&mut self, vector: u16) -> Result<(), String> {
+        let opcode = if vector == 0 {
+            ADMIN_IDENTIFY
+        } else {
+            NVM_FLUSH
+        };
+        self.finish(vector, opcode)
+    }
+
+    #[cfg_attr(not(all(feature = "kvm", target_arch = "aarch64")), allow(dead_code))]
+    /// Writes a submission doorbell on a guest's behalf: `offset` must be the submission
+    /// tail doorbell of one of the queues and `value` a slot index (a guest's MMIO write
+    /// is hostile, so anything else is refused).
+    pub fn forward_doorbell(&self, offset: u64, value: u64) -> Result<(), String> {
+        let qid = (0..self.queues.len() as u16)
+            .find(|&q| self.doorbell(q, false) as u64 == offset)
+            .ok_or_else(|| format!("BAR0 offset {offset:#x} is no submission doorbell"))?;
+        let tail = u32::try_from(value)
+            .ok()
+            .filter(|&t| t < ENTRIES as u32)
+            .ok_or_else(|| format!("queue {qid} has no slot {value:#x}"))?;
+        self.reg(offset as usize, tail)
     }
 
     fn doorbell(&self, qid: u16, completion: bool) -> usize {
