@@ -579,3 +579,122 @@ fn an_msi_device_hands_its_own_eventfds_to_the_irqfds() {
     // ... and no other vector's.
     assert!(routes.eventfd(key, 4).unwrap().read().is_err());
 }
+
+/// The same route table on the real KVM (in the rig's guest, which runs at EL2): the kernel
+/// accepts the image byte for byte (`KVM_SET_GSI_ROUTING` checks every entry's type and
+/// flags), holds one irqfd per vector (a second irqfd on the same eventfd is `EBUSY`), finds
+/// the vITS at each route's doorbell GPA (`KVM_SIGNAL_MSI` reaches it there, and nowhere
+/// else), and lets every irqfd go on removal.
+#[cfg(target_arch = "aarch64")]
+#[test]
+#[ignore = "needs an arm64 /dev/kvm (the rig)"]
+fn the_real_kvm_takes_the_image_the_irqfds_and_the_vits_routes() {
+    use kvm_bindings::{
+        KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_DEV_ARM_VGIC_GRP_CTRL,
+        KVM_VGIC_ITS_ADDR_TYPE, KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
+        kvm_device_attr, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_ITS as VGIC_ITS,
+        kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3 as VGIC_V3,
+    };
+    use vmsi::kvm::KvmVm;
+    use vmsi::seam::{DmaMemory, KvmMachine};
+    use vmsi::{Errno, Op};
+
+    // QEMU virt's GIC layout; the vITS base puts its doorbell at VITS.
+    let its_base = VITS - 0x1_0040;
+    let mut m = KvmMachine::create().expect("an arm64 /dev/kvm");
+    let ram = Arc::new(DmaMemory::new(1 << 20).unwrap());
+    m.add_memory(0, 0x4000_0000, ram).unwrap();
+    let vcpu = m.create_vcpu(0).unwrap();
+    let init = m.preferred_target().unwrap();
+    m.with_vcpu(vcpu, |v| v.vcpu_init(&init)).unwrap().unwrap();
+    let set = |m: &KvmMachine, dev: usize, group: u32, attr: u32, value: Option<u64>| {
+        let addr = value.as_ref().map_or(0, |v| v as *const u64 as u64);
+        let attr = kvm_device_attr {
+            flags: 0,
+            group,
+            attr: attr as u64,
+            addr,
+        };
+        m.device(dev).unwrap().set_device_attr(&attr).unwrap();
+    };
+    let gic = m.create_device(VGIC_V3).unwrap();
+    set(
+        &m,
+        gic,
+        KVM_DEV_ARM_VGIC_GRP_ADDR,
+        KVM_VGIC_V3_ADDR_TYPE_DIST,
+        Some(0x0800_0000),
+    );
+    set(
+        &m,
+        gic,
+        KVM_DEV_ARM_VGIC_GRP_ADDR,
+        KVM_VGIC_V3_ADDR_TYPE_REDIST,
+        Some(0x080a_0000),
+    );
+    set(
+        &m,
+        gic,
+        KVM_DEV_ARM_VGIC_GRP_CTRL,
+        KVM_DEV_ARM_VGIC_CTRL_INIT,
+        None,
+    );
+    let its = m.create_device(VGIC_ITS).unwrap();
+    set(
+        &m,
+        its,
+        KVM_DEV_ARM_VGIC_GRP_ADDR,
+        KVM_VGIC_ITS_ADDR_TYPE,
+        Some(its_base),
+    );
+    set(
+        &m,
+        its,
+        KVM_DEV_ARM_VGIC_GRP_CTRL,
+        KVM_DEV_ARM_VGIC_CTRL_INIT,
+        None,
+    );
+
+    let mut routes = KvmRoutes::new(&m, RoutesConfig::default()).unwrap();
+    let t = guest::table(8, 0x10);
+    let fds = eventfds(8);
+    let key = routes.add_device(fds.clone()).unwrap();
+    for a in guest::restore(8, 8) {
+        let e = guest::perform(&t, a);
+        routes.update(key, &t, &e).unwrap();
+    }
+    for v in 0..8 {
+        assert!(routes.irqfd_registered(key, v));
+        let eventfd = routes.eventfd(key, v).unwrap();
+        assert_eq!(m.register_irqfd(eventfd, 100 + v), Err(Errno::EBUSY));
+    }
+    // A route update in place, committed: the kernel takes the changed image.
+    let e = guest::perform(&t, data_write(7, 700));
+    assert!(routes.update(key, &t, &e).unwrap());
+    // The vITS is where the routes say: KVM_SIGNAL_MSI reaches it, and it refuses with
+    // EBUSY because no guest has enabled it yet. Elsewhere (the distributor, or no device at
+    // all) there is no ITS: EINVAL. (KVM takes any address in the ITS's 128 KiB frame as its
+    // doorbell, not only GITS_TRANSLATER.)
+    let signal = |route: &vmsi::msi::Route| match routes.signal(route) {
+        Err(Error::Kernel {
+            op: Op::KvmSignalMsi,
+            errno,
+        }) => errno,
+        other => panic!("KVM_SIGNAL_MSI of {route:?}: {other:?}"),
+    };
+    assert_eq!(signal(&guest::route(0x10, 3)), Errno::EBUSY);
+    for elsewhere in [0x0800_0040, VITS + 0x10_0000] {
+        let route = vmsi::msi::Route {
+            doorbell_gpa: elsewhere,
+            ..guest::route(0x10, 3)
+        };
+        assert_eq!(signal(&route), Errno::EINVAL, "{elsewhere:#x}");
+    }
+    routes.remove_device(key).unwrap();
+    assert!(routes.commit().unwrap());
+    assert!(routes.is_empty());
+    // The kernel let go of every irqfd: the eventfds can be assigned again.
+    for (v, fd) in fds.iter().enumerate() {
+        m.register_irqfd(fd, 100 + v as u32).unwrap();
+    }
+}
