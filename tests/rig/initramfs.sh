@@ -10,7 +10,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 MANIFEST=$1 OUT=$2
 
 deb=$(rig_deb "$B/debs" 'busybox-static_*_arm64.deb' busybox-static:arm64/sid)
-R=$B/initramfs-root
+# next to OUT, so that rig runs with their own RIG_RUN work dirs never share it
+R=$(dirname "$OUT")/initramfs-root
 rm -rf "$R"; mkdir -p "$R"/{bin,dev,proc,sys,tmp,tests}
 dpkg-deb --fsys-tarfile "$deb" | tar -x -O ./usr/bin/busybox > "$R/bin/busybox"
 chmod 755 "$R/bin/busybox"
