@@ -20,6 +20,8 @@ pub enum Op {
     IoasIovaRanges,
     IoasMap,
     IoasMapFile,
+    /// `IOMMU_IOAS_MAP_MSI` (the rig kernel's per-vector uAPI).
+    IoasMapMsi,
     IoasUnmap,
     Option,
     HwptAlloc,
@@ -64,6 +66,7 @@ impl fmt::Display for Op {
             Op::IoasIovaRanges => "IOMMU_IOAS_IOVA_RANGES",
             Op::IoasMap => "IOMMU_IOAS_MAP",
             Op::IoasMapFile => "IOMMU_IOAS_MAP_FILE",
+            Op::IoasMapMsi => "IOMMU_IOAS_MAP_MSI",
             Op::IoasUnmap => "IOMMU_IOAS_UNMAP",
             Op::Option => "IOMMU_OPTION",
             Op::HwptAlloc => "IOMMU_HWPT_ALLOC",

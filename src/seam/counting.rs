@@ -12,7 +12,7 @@ use vmsi_sys::vfio as v;
 use super::{DmaMemory, IrqData, IrqSetHeader, Kernel, KernelFd, MmioRegion};
 use crate::error::{Errno, Op};
 
-const OPS: [Op; 30] = [
+const OPS: [Op; 31] = [
     Op::OpenIommufd,
     Op::OpenDevice,
     Op::Close,
@@ -25,6 +25,7 @@ const OPS: [Op; 30] = [
     Op::IoasIovaRanges,
     Op::IoasMap,
     Op::IoasMapFile,
+    Op::IoasMapMsi,
     Op::IoasUnmap,
     Op::Option,
     Op::HwptAlloc,
@@ -162,6 +163,15 @@ impl Kernel for Counting {
     ) -> Result<(), Errno> {
         self.hit(Op::IoasAllowIovas);
         self.inner.ioas_allow_iovas(fd, arg, ranges)
+    }
+    #[cfg(feature = "proposed-uapi")]
+    fn ioas_map_msi(
+        &self,
+        fd: KernelFd,
+        arg: &mut vmsi_sys::proposed::iommu_ioas_map_msi,
+    ) -> Result<(), Errno> {
+        self.hit(Op::IoasMapMsi);
+        self.inner.ioas_map_msi(fd, arg)
     }
     fn option(&self, fd: KernelFd, arg: &mut i::iommu_option) -> Result<(), Errno> {
         self.hit(Op::Option);

@@ -127,6 +127,15 @@ impl Kernel for Host {
         ioctl_plain(iommufd, nr::IOMMU_IOAS_MAP_FILE, arg)
     }
 
+    #[cfg(feature = "proposed-uapi")]
+    fn ioas_map_msi(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::proposed::iommu_ioas_map_msi,
+    ) -> Result<(), Errno> {
+        ioctl_plain(iommufd, vmsi_sys::proposed::IOMMU_IOAS_MAP_MSI, arg)
+    }
+
     fn ioas_unmap(&self, iommufd: KernelFd, arg: &mut i::iommu_ioas_unmap) -> Result<(), Errno> {
         ioctl_plain(iommufd, nr::IOMMU_IOAS_UNMAP, arg)
     }

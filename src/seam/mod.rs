@@ -153,6 +153,17 @@ pub trait Kernel: Send + Sync + std::fmt::Debug {
         arg: &mut i::iommu_ioas_map_file,
         file: BorrowedFd<'_>,
     ) -> Result<(), Errno>;
+    /// Proposed `IOMMU_IOAS_MAP_MSI`: map the page of the device's own MSI doorbell at
+    /// `arg.iova`. A kernel without the command answers `ENOTTY`, which is also what a
+    /// backend that does not implement it says.
+    #[cfg(feature = "proposed-uapi")]
+    fn ioas_map_msi(
+        &self,
+        _iommufd: KernelFd,
+        _arg: &mut vmsi_sys::proposed::iommu_ioas_map_msi,
+    ) -> Result<(), Errno> {
+        Err(Errno::ENOTTY)
+    }
     /// `IOMMU_IOAS_UNMAP`.
     fn ioas_unmap(&self, iommufd: KernelFd, arg: &mut i::iommu_ioas_unmap) -> Result<(), Errno>;
     /// `IOMMU_IOAS_COPY`.
@@ -307,6 +318,8 @@ uapi_arg!(size: i::iommu_destroy, i::iommu_ioas_alloc, i::iommu_ioas_map, i::iom
     i::iommu_ioas_unmap, i::iommu_ioas_copy, i::iommu_ioas_iova_ranges, i::iommu_ioas_allow_iovas,
     i::iommu_option, i::iommu_hwpt_alloc, i::iommu_hw_info, i::iommu_hwpt_invalidate,
     i::iommu_viommu_alloc, i::iommu_vdevice_alloc, i::iommu_veventq_alloc);
+#[cfg(feature = "proposed-uapi")]
+uapi_arg!(size: vmsi_sys::proposed::iommu_ioas_map_msi);
 uapi_arg!(argsz: v::vfio_device_bind_iommufd, v::vfio_device_attach_iommufd_pt,
     v::vfio_device_detach_iommufd_pt, v::vfio_device_info, v::vfio_region_info, v::vfio_irq_info);
 

@@ -472,6 +472,50 @@ impl Sim {
         Ok(())
     }
 
+    /// `IOMMU_IOAS_MAP_MSI` (the rig's reference kernel, iommufd_ioas_map_msi): the page of
+    /// the device's ITS doorbell as a fixed-IOVA area.
+    #[cfg(feature = "proposed-uapi")]
+    pub(super) fn ioas_map_msi_impl(
+        &self,
+        fd: KernelFd,
+        arg: &mut vmsi_sys::proposed::iommu_ioas_map_msi,
+    ) -> Result<(), Errno> {
+        if !self.config.proposed_uapi {
+            return Err(Errno::ENOTTY);
+        }
+        let mut s = self.state.lock();
+        self.enter(&mut s, "IOMMU_IOAS_MAP_MSI")?;
+        check_size(
+            arg.size,
+            min_size!(vmsi_sys::proposed::iommu_ioas_map_msi, __reserved),
+            size_of::<vmsi_sys::proposed::iommu_ioas_map_msi>(),
+        )?;
+        if arg.flags != 0 || arg.__reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if arg.iova == u64::MAX {
+            return Err(Errno::EOVERFLOW);
+        }
+        let page = self.config.page_size;
+        if arg.iova % page != 0 {
+            return Err(Errno::EINVAL);
+        }
+        match s.ctx(fd)?.objects.get(&arg.dev_id) {
+            Some(Obj::Device(_)) => {}
+            _ => return Err(Errno::ENOENT),
+        }
+        let doorbell = *self.config.its_doorbells.first().ok_or(Errno::EOPNOTSUPP)?;
+        s.ctx(fd)?.ioas(arg.ioas_id)?;
+        let mut iova = arg.iova;
+        let flags =
+            n::IOMMU_IOAS_MAP_FIXED_IOVA | n::IOMMU_IOAS_MAP_READABLE | n::IOMMU_IOAS_MAP_WRITEABLE;
+        let page_addr = doorbell & !(page - 1);
+        self.map_area(&mut s, fd, arg.ioas_id, flags, &mut iova, page, page_addr)?;
+        arg.length = page;
+        arg.doorbell_offset = (doorbell & (page - 1)) as u32;
+        Ok(())
+    }
+
     pub(super) fn ioas_unmap_impl(
         &self,
         fd: KernelFd,

@@ -474,6 +474,15 @@ impl super::Kernel for Sim {
         self.ioas_allow_iovas_impl(iommufd, arg, ranges)
     }
 
+    #[cfg(feature = "proposed-uapi")]
+    fn ioas_map_msi(
+        &self,
+        iommufd: KernelFd,
+        arg: &mut vmsi_sys::proposed::iommu_ioas_map_msi,
+    ) -> Result<(), Errno> {
+        self.ioas_map_msi_impl(iommufd, arg)
+    }
+
     fn option(
         &self,
         iommufd: KernelFd,

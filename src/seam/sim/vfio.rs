@@ -29,8 +29,11 @@ pub(in crate::seam) struct DeviceState {
     /// Which index is enabled (MSI or MSI-X), and how many vectors are allocated.
     irq: Option<(u32, u32)>,
     triggers: Vec<Option<Trigger>>,
-    /// Proposed uAPI: per-vector MSI IOVAs, and the per-device SW_MSI window.
+    /// Proposed uAPI (the rig's reference kernel): per-vector MSI IOVAs, and whether the
+    /// device is in per-vector mode (any IOVA set since the last clear-all); the
+    /// per-device SW_MSI window, (0, 0) for the driver's.
     msi_iovas: Vec<Option<u64>>,
+    per_vector: bool,
     sw_msi: (u64, u64),
     config_space: Vec<u8>,
     bar0: Arc<Mutex<Vec<u8>>>,
@@ -47,6 +50,7 @@ impl DeviceState {
             irq: None,
             triggers: (0..n).map(|_| None).collect(),
             msi_iovas: vec![None; n],
+            per_vector: false,
             sw_msi: (0, 0),
             config_space: cfg,
             bar0: Arc::new(Mutex::new(vec![0u8; d.bars[0] as usize])),
@@ -74,6 +78,7 @@ impl DeviceState {
         self.irq = None;
         self.triggers.iter_mut().for_each(|t| *t = None);
         self.msi_iovas.iter_mut().for_each(|t| *t = None);
+        self.per_vector = false;
         self.sw_msi = (0, 0);
     }
 
@@ -91,33 +96,39 @@ impl DeviceState {
         }
     }
 
+    /// `IOMMU_OPTION_SW_MSI_START` / `SIZE` (iommufd_device_option_sw_msi): GET gives the
+    /// window in effect (size in MiB); SET only while detached, 1 MiB aligned, non-zero;
+    /// size 0 goes back to the driver's window, a start alone keeps the current size.
     pub(super) fn sw_msi_option(
         &mut self,
         arg: &mut i::iommu_option,
         set: bool,
-        _c: &SimConfig,
+        c: &SimConfig,
     ) -> Result<(), Errno> {
         const MIB: u64 = 1 << 20;
-        let start = arg.option_id == vmsi_sys::names::IOMMU_OPTION_HUGE_PAGES + 1;
+        let is_start = arg.option_id == vmsi_sys::names::IOMMU_OPTION_HUGE_PAGES + 1;
+        let (mut start, mut size) = self.sw_msi_window(c);
         if !set {
-            arg.val64 = if start {
-                self.sw_msi.0
-            } else {
-                self.sw_msi.1 / MIB
-            };
+            arg.val64 = if is_start { start } else { size / MIB };
             return Ok(());
         }
         if self.attached.is_some() {
             return Err(Errno::EBUSY);
         }
-        if start {
-            if arg.val64 % MIB != 0 {
-                return Err(Errno::EINVAL);
-            }
-            self.sw_msi.0 = arg.val64;
-        } else {
-            self.sw_msi.1 = arg.val64.checked_mul(MIB).ok_or(Errno::EINVAL)?;
+        if !is_start && arg.val64 == 0 {
+            self.sw_msi = (0, 0);
+            return Ok(());
         }
+        if is_start {
+            start = arg.val64;
+        } else {
+            size = arg.val64.checked_mul(MIB).unwrap_or(0);
+        }
+        if start % MIB != 0 || size == 0 || start.checked_add(size - 1).is_none() {
+            return Err(Errno::EINVAL);
+        }
+        // The SMMUv3 model has no other reserved region to overlap (EADDRINUSE).
+        self.sw_msi = (start, size);
         Ok(())
     }
 
@@ -147,10 +158,12 @@ impl DeviceState {
     fn program_msix(&self, c: &SimConfig, vector: u32) {
         let page = c.page_size;
         let doorbell = c.its_doorbells.first().copied().unwrap_or(0);
-        let addr = match self.msi_iovas.get(vector as usize).copied().flatten() {
-            Some(iova) => iova,
-            None => self.sw_msi_window(c).0 + (doorbell & (page - 1)),
+        // In per-vector mode every enabled vector has an IOVA (enable checks first).
+        let base = match self.msi_iovas.get(vector as usize).copied().flatten() {
+            Some(iova) if self.per_vector => iova,
+            _ => self.sw_msi_window(c).0,
         };
+        let addr = base + (doorbell & (page - 1));
         let (bar, off) = self.config.msix_table;
         if bar != 0 {
             return;
@@ -461,6 +474,19 @@ impl Sim {
         if h.start >= num || h.start + h.count > num {
             return Err(Errno::EINVAL);
         }
+        // MSI IOVAs are PREPARE's data, and PREPARE takes them or nothing.
+        const MSI_IOVA: u32 = 1 << 6;
+        const PREPARE: u32 = 1 << 7;
+        if proposed
+            && (if h.flags & PREPARE != 0 {
+                h.flags & action_mask != PREPARE
+                    || h.flags & (MSI_IOVA | v::VFIO_IRQ_SET_DATA_NONE) == 0
+            } else {
+                h.flags & MSI_IOVA != 0
+            })
+        {
+            return Err(Errno::EINVAL);
+        }
         let size = match h.flags & data_mask {
             v::VFIO_IRQ_SET_DATA_NONE => 0,
             v::VFIO_IRQ_SET_DATA_BOOL => 1,
@@ -478,7 +504,7 @@ impl Sim {
         // vfio_pci_set_irqs_ioctl: MSI and MSI-X take TRIGGER only (MASK/UNMASK: ENOTTY).
         match h.flags & action_mask {
             v::VFIO_IRQ_SET_ACTION_TRIGGER => {}
-            x if proposed && x == 1 << 7 => return prepare_msi_iovas(d, h, data),
+            PREPARE if proposed => return prepare_msi_iovas(d, &self.config, h, data),
             _ => return Err(Errno::ENOTTY),
         }
         // vfio_pci_set_msi_trigger
@@ -494,9 +520,14 @@ impl Sim {
         }
         if let IrqData::Eventfds(fds) = data {
             if !is_this {
+                // Per-vector mode: every vector to allocate needs an IOVA (MSI has one).
+                let nvec = h.start + h.count;
+                let need = if msix { nvec as usize } else { 1 };
+                if d.per_vector && d.msi_iovas.iter().take(need).any(|x| x.is_none()) {
+                    return Err(Errno::ENOENT);
+                }
                 // vfio_msi_enable: pci_alloc_irq_vectors(1, start + count); a short
                 // allocation returns the count available and enables nothing.
-                let nvec = h.start + h.count;
                 if nvec == 0 {
                     return Err(Errno::ERANGE);
                 }
@@ -691,20 +722,43 @@ fn is_eventfd(fd: BorrowedFd<'_>) -> bool {
 }
 
 /// Proposed `VFIO_IRQ_SET_ACTION_PREPARE`: record (or, with DATA_NONE, clear) MSI IOVAs.
+/// `ACTION_PREPARE` (vfio_pci_set_msi_prepare, iommufd_device_set_msi_iovas): allocated
+/// vectors keep their IOVAs (EBUSY); IOVAs must be page aligned (EINVAL), all checked
+/// before any changes; the first puts the device in per-vector mode, clearing all with
+/// count 0 leaves it.
 fn prepare_msi_iovas(
     d: &mut DeviceState,
+    c: &SimConfig,
     h: &IrqSetHeader,
     data: IrqData<'_>,
 ) -> Result<u32, Errno> {
-    if d.attached.is_none() {
-        return Err(Errno::EOPNOTSUPP);
+    if let Some((idx, nvec)) = d.irq {
+        if idx == h.index && (h.count == 0 || h.start < nvec) {
+            return Err(Errno::EBUSY);
+        }
     }
-    for k in 0..h.count as usize {
-        d.msi_iovas[h.start as usize + k] = match data {
-            IrqData::MsiIovas(a) => Some(a[k]),
-            IrqData::None => None,
-            _ => return Err(Errno::EINVAL),
-        };
+    let (first, count) = (h.start as usize, h.count as usize);
+    match data {
+        IrqData::MsiIovas(a) => {
+            let a = &a[..count];
+            if a.iter().any(|x| x % c.page_size != 0 || *x == u64::MAX) {
+                return Err(Errno::EINVAL);
+            }
+            for (slot, iova) in d.msi_iovas[first..first + count].iter_mut().zip(a) {
+                *slot = Some(*iova);
+            }
+            d.per_vector = true;
+        }
+        IrqData::None if count == 0 => {
+            d.msi_iovas.iter_mut().for_each(|t| *t = None);
+            d.per_vector = false;
+        }
+        IrqData::None => {
+            d.msi_iovas[first..first + count]
+                .iter_mut()
+                .for_each(|t| *t = None);
+        }
+        _ => return Err(Errno::EINVAL),
     }
     Ok(0)
 }
