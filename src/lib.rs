@@ -22,4 +22,6 @@ pub use objects::{
     Device, DeviceInfo, HwInfo, Hwpt, Ioas, Iommufd, IovaRange, IrqInfo, Prot, RegionInfo,
     Smmuv3Info, Ste, Vdevice, Vevent, Veventq, Viommu,
 };
+#[cfg(feature = "proposed-uapi")]
+pub use objects::{DoorbellPage, SwMsiWindow};
 pub use seam::{DmaMemory, MmioRegion};

@@ -108,13 +108,17 @@ impl fmt::Display for StrategyReport {
     }
 }
 
-/// Probes the kernel behind `iommufd` with a bound (not necessarily attached) `device`.
-/// The probes change nothing: an option *get*, and a `SET_IRQS` that clears no vectors.
+/// Probes the kernel behind `iommufd` with a bound, not yet attached, `device`.
+///
+/// The probes leave no trace on a device that has no MSI IOVAs and no moved window: an
+/// option *get*, a `SET_IRQS` that clears every (no) MSI IOVA, and an `IOMMU_IOAS_MAP_MSI`
+/// too short to be executed. What a kernel without the uAPI answers (`ENOTTY`, `EINVAL`,
+/// `EOPNOTSUPP`) is reported; any other failure is returned.
 pub fn probe(iommufd: &Iommufd, device: &Device) -> Result<StrategyReport> {
     let dev_id = device.id().ok_or(Error::InvalidArgument(
         "the device is not bound to an iommufd",
     ))?;
-    let per_vector = probe_per_vector(device)?;
+    let per_vector = probe_per_vector(iommufd, device)?;
     let user_window = probe_user_window(iommufd, dev_id)?;
     let kernel_window = Finding {
         strategy: Strategy::KernelWindow,
@@ -130,9 +134,15 @@ pub fn probe(iommufd: &Iommufd, device: &Device) -> Result<StrategyReport> {
     Ok(StrategyReport { chosen, findings })
 }
 
-fn probe_per_vector(device: &Device) -> Result<Finding> {
-    // DATA_NONE | ACTION_PREPARE with count 0 would clear no IOVAs on a kernel that has the
-    // action; a stock kernel rejects the unknown action bit first, with EINVAL.
+/// What a kernel without a proposed call answers.
+fn absent(errno: Errno) -> bool {
+    matches!(errno, Errno::EINVAL | Errno::ENOTTY | Errno::EOPNOTSUPP)
+}
+
+/// `VFIO_IRQ_SET_ACTION_PREPARE` (stock kernels reject the unknown action bit with
+/// `EINVAL`) and `IOMMU_IOAS_MAP_MSI` (stock: `ENOTTY`).
+fn probe_per_vector(iommufd: &Iommufd, device: &Device) -> Result<Finding> {
+    // DATA_NONE | ACTION_PREPARE with count 0 clears all MSI IOVAs (there are none yet).
     const PREPARE: u32 = 1 << 7;
     let header = IrqSetHeader {
         flags: vmsi_sys::vfio::VFIO_IRQ_SET_DATA_NONE | PREPARE,
@@ -140,35 +150,74 @@ fn probe_per_vector(device: &Device) -> Result<Finding> {
         start: 0,
         count: 0,
     };
-    let (available, reason) = match device.set_irqs(&header, IrqData::None) {
-        Ok(()) => (
-            false,
-            "VFIO_IRQ_SET_ACTION_PREPARE is accepted, but the doorbell-map ioctl it needs is not defined yet".to_string(),
-        ),
-        Err(e) => match e.errno() {
-            Some(errno @ (Errno::EINVAL | Errno::ENOTTY | Errno::EOPNOTSUPP)) => {
-                (false, format!("VFIO_IRQ_SET_ACTION_PREPARE refused ({errno}): not in this kernel"))
-            }
-            _ => return Err(e),
-        },
-    };
-    Ok(Finding {
+    let finding = |available, reason: String| Finding {
         strategy: Strategy::PerVector,
         available,
         reason,
-    })
+    };
+    match device.set_irqs(&header, IrqData::None) {
+        Ok(()) => {}
+        // The action exists; enabled vectors keep their IOVAs.
+        Err(e) if e.errno() == Some(Errno::EBUSY) => {}
+        Err(e) => match e.errno() {
+            Some(errno) if absent(errno) => {
+                let why =
+                    format!("VFIO_IRQ_SET_ACTION_PREPARE refused ({errno}): not in this kernel");
+                return Ok(finding(false, why));
+            }
+            _ => return Err(e),
+        },
+    }
+    probe_map_msi(iommufd).map(|(available, reason)| finding(available, reason))
 }
 
+#[cfg(feature = "proposed-uapi")]
+fn probe_map_msi(iommufd: &Iommufd) -> Result<(bool, String)> {
+    // A declared size of 0 is below the command's minimum: the kernel refuses it with
+    // EINVAL before reading anything, and a kernel without the command says ENOTTY.
+    let mut arg = vmsi_sys::proposed::iommu_ioas_map_msi::default();
+    match iommufd.kernel().ioas_map_msi(iommufd.fd(), &mut arg) {
+        Err(Errno::EINVAL) => Ok((
+            true,
+            "VFIO_IRQ_SET_ACTION_PREPARE and IOMMU_IOAS_MAP_MSI are supported".into(),
+        )),
+        Err(Errno::ENOTTY) => Ok((
+            false,
+            "VFIO_IRQ_SET_ACTION_PREPARE is accepted, but IOMMU_IOAS_MAP_MSI is not in this kernel (ENOTTY)".into(),
+        )),
+        Err(errno) => Err(Error::Kernel {
+            op: crate::Op::IoasMapMsi,
+            errno,
+        }),
+        Ok(()) => Err(Error::InvalidArgument(
+            "IOMMU_IOAS_MAP_MSI accepted a zero-sized argument",
+        )),
+    }
+}
+
+#[cfg(not(feature = "proposed-uapi"))]
+fn probe_map_msi(_iommufd: &Iommufd) -> Result<(bool, String)> {
+    Ok((
+        false,
+        "the kernel accepts VFIO_IRQ_SET_ACTION_PREPARE; build vmsi with the proposed-uapi feature to use it".into(),
+    ))
+}
+
+/// `IOMMU_OPTION_SW_MSI_START` get (stock kernels: `EOPNOTSUPP`).
 fn probe_user_window(iommufd: &Iommufd, dev_id: DeviceId) -> Result<Finding> {
     const SW_MSI_START: u32 = 2;
     let (available, reason) =
         match iommufd.option(n::IOMMU_OPTION_OP_GET, SW_MSI_START, dev_id.0, 0) {
-            Ok(start) => (
+            Ok(start) if cfg!(feature = "proposed-uapi") => (
                 true,
                 format!("IOMMU_OPTION_SW_MSI_START is supported (current start {start:#x})"),
             ),
+            Ok(_) => (
+                false,
+                "the kernel has IOMMU_OPTION_SW_MSI_START; build vmsi with the proposed-uapi feature to use it".into(),
+            ),
             Err(e) => match e.errno() {
-                Some(errno @ (Errno::EINVAL | Errno::ENOTTY | Errno::EOPNOTSUPP)) => (
+                Some(errno) if absent(errno) => (
                     false,
                     format!("IOMMU_OPTION_SW_MSI_START refused ({errno}): not in this kernel"),
                 ),

@@ -185,6 +185,12 @@ impl Device {
         Ok(id)
     }
 
+    /// The iommufd the device is bound to and its id there.
+    #[cfg(feature = "proposed-uapi")]
+    pub(super) fn binding(&self) -> Result<(Arc<Ctx>, DeviceId)> {
+        self.inner.state.lock().bound.clone().ok_or_else(not_bound)
+    }
+
     /// The device's id in its iommufd, once bound.
     pub fn id(&self) -> Option<DeviceId> {
         self.inner.state.lock().bound.as_ref().map(|b| b.1)

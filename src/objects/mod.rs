@@ -10,6 +10,8 @@ mod device;
 mod hwpt;
 mod ioas;
 mod iommufd;
+#[cfg(feature = "proposed-uapi")]
+mod per_vector;
 mod smmuv3;
 mod viommu;
 
@@ -17,5 +19,7 @@ pub use device::{Device, DeviceInfo, IrqInfo, RegionInfo};
 pub use hwpt::Hwpt;
 pub use ioas::{Ioas, IovaRange, Prot};
 pub use iommufd::Iommufd;
+#[cfg(feature = "proposed-uapi")]
+pub use per_vector::{DoorbellPage, SwMsiWindow};
 pub use smmuv3::{HwInfo, Smmuv3Info, Ste};
 pub use viommu::{Vdevice, Vevent, Veventq, Viommu};
