@@ -59,6 +59,8 @@ fn compare(script: Script) {
     script(&Host, &devs, &mut host);
     let config = SimConfig {
         canwbs: rig_mode() == "acpi-canwbs",
+        // The rig's per-vector mode runs the reference kernel of the proposed uAPI.
+        proposed_uapi: std::env::var("VMSI_RIG_KERNEL").as_deref() == Ok("per-vector"),
         devices: vec![
             SimDevice::edu(&devs.edu),
             SimDevice::nvme(&devs.nvme[0], 65),
@@ -826,4 +828,171 @@ fn close_order(k: &dyn Kernel, d: &Devs, log: &mut Log) {
 #[ignore = "compares Sim with the real kernel: runs in the rig"]
 fn close_order_matches() {
     compare(close_order);
+}
+
+/// The proposed per-vector uAPI call by call: on the reference kernel (the rig's per-vector
+/// mode) against Sim modelling it, and on the stock kernel against stock Sim (every call
+/// refused the same way).
+#[cfg(feature = "proposed-uapi")]
+fn per_vector_uapi(k: &dyn Kernel, d: &Devs, log: &mut Log) {
+    use vmsi_sys::proposed as p;
+    const MSIX: u32 = v::VFIO_PCI_MSIX_IRQ_INDEX;
+    const MSI_IOVA: u32 = p::VFIO_IRQ_SET_DATA_MSI_IOVA;
+    const PREPARE: u32 = p::VFIO_IRQ_SET_ACTION_PREPARE;
+    const TRIGGER: u32 = v::VFIO_IRQ_SET_ACTION_TRIGGER;
+    let fd = open_iommufd(k);
+    let ioas = ioas_alloc(k, fd, log);
+    let Some(dev) = open_dev(k, &d.nvme[0], log) else {
+        return;
+    };
+    let dev_id = bind(k, dev, fd, log);
+    let option = |k: &dyn Kernel, op: u32, id: u32, obj: u32, val: u64, log: &mut Log| {
+        let mut a = i::iommu_option {
+            size: 24,
+            option_id: id,
+            op: op as u16,
+            object_id: obj,
+            val64: val,
+            ..Default::default()
+        };
+        log.r(
+            &format!("OPTION op={op} id={id} obj={obj} val={val:#x}"),
+            k.option(fd, &mut a).map(|_| a.val64),
+        );
+    };
+    let (get, set) = (n::IOMMU_OPTION_OP_GET, n::IOMMU_OPTION_OP_SET);
+    let (start, size) = (p::IOMMU_OPTION_SW_MSI_START, p::IOMMU_OPTION_SW_MSI_SIZE);
+    option(k, get, start, dev_id, 0, log);
+    option(k, get, size, dev_id, 0, log);
+    option(k, get, start, ioas, 0, log);
+    option(k, set, start, dev_id, 0x4000_1000, log);
+    option(k, set, start, dev_id, 0x4000_0000, log);
+    option(k, set, size, dev_id, 2, log);
+    option(k, get, start, dev_id, 0, log);
+    option(k, get, size, dev_id, 0, log);
+    option(k, set, size, dev_id, 0, log);
+    option(k, get, start, dev_id, 0, log);
+    option(k, set, size, dev_id, u64::MAX, log);
+
+    let map_msi =
+        |k: &dyn Kernel, size: u32, flags: u32, ioas: u32, dev: u32, iova: u64, log: &mut Log| {
+            let mut a = p::iommu_ioas_map_msi {
+                size,
+                flags,
+                ioas_id: ioas,
+                dev_id: dev,
+                iova,
+                ..Default::default()
+            };
+            log.r(
+                &format!("MAP_MSI size={size} flags={flags} ioas={ioas} dev={dev} iova={iova:#x}"),
+                k.ioas_map_msi(fd, &mut a)
+                    .map(|_| (a.length, a.doorbell_offset)),
+            );
+        };
+    map_msi(k, 0, 0, ioas, dev_id, 0x1000_0000, log);
+    map_msi(k, 40, 1, ioas, dev_id, 0x1000_0000, log);
+    map_msi(k, 40, 0, ioas, dev_id, 0x1000_0040, log);
+    map_msi(k, 40, 0, ioas, ioas, 0x1000_0000, log);
+    map_msi(k, 40, 0, dev_id, dev_id, 0x1000_0000, log);
+    map_msi(k, 40, 0, ioas, dev_id, 0x1000_0000, log);
+    map_msi(k, 40, 0, ioas, dev_id, 0x1000_0000, log);
+    map_msi(k, 40, 0, ioas, dev_id, 0x1000_1000, log);
+
+    let iovas = [0x1000_0000u64, 0x1000_1000, 0x1000_0000, 0x1000_0008];
+    let none = v::VFIO_IRQ_SET_DATA_NONE;
+    set_irqs(
+        k,
+        dev,
+        MSI_IOVA | TRIGGER,
+        MSIX,
+        0,
+        2,
+        IrqData::MsiIovas(&iovas),
+        log,
+    );
+    set_irqs(
+        k,
+        dev,
+        none | PREPARE | TRIGGER,
+        MSIX,
+        0,
+        0,
+        IrqData::None,
+        log,
+    );
+    set_irqs(
+        k,
+        dev,
+        MSI_IOVA | PREPARE,
+        MSIX,
+        0,
+        4,
+        IrqData::MsiIovas(&iovas),
+        log,
+    );
+    set_irqs(
+        k,
+        dev,
+        MSI_IOVA | PREPARE,
+        MSIX,
+        0,
+        3,
+        IrqData::MsiIovas(&iovas),
+        log,
+    );
+    set_irqs(
+        k,
+        dev,
+        MSI_IOVA | PREPARE,
+        v::VFIO_PCI_INTX_IRQ_INDEX,
+        0,
+        1,
+        IrqData::MsiIovas(&iovas),
+        log,
+    );
+    attach(k, dev, ioas, log);
+    option(k, set, start, dev_id, 0x5000_0000, log);
+    let efd = eventfd();
+    let fds = [Some(efd.as_fd()); 4];
+    let eventfds = v::VFIO_IRQ_SET_DATA_EVENTFD | TRIGGER;
+    set_irqs(k, dev, eventfds, MSIX, 0, 4, IrqData::Eventfds(&fds), log);
+    set_irqs(k, dev, eventfds, MSIX, 0, 3, IrqData::Eventfds(&fds), log);
+    set_irqs(
+        k,
+        dev,
+        MSI_IOVA | PREPARE,
+        MSIX,
+        2,
+        1,
+        IrqData::MsiIovas(&iovas),
+        log,
+    );
+    set_irqs(
+        k,
+        dev,
+        MSI_IOVA | PREPARE,
+        MSIX,
+        3,
+        1,
+        IrqData::MsiIovas(&iovas),
+        log,
+    );
+    set_irqs(k, dev, none | PREPARE, MSIX, 0, 0, IrqData::None, log);
+    set_irqs(k, dev, none | TRIGGER, MSIX, 0, 0, IrqData::None, log);
+    set_irqs(k, dev, none | PREPARE, MSIX, 1, 1, IrqData::None, log);
+    set_irqs(k, dev, eventfds, MSIX, 0, 3, IrqData::Eventfds(&fds), log);
+    set_irqs(k, dev, none | TRIGGER, MSIX, 0, 0, IrqData::None, log);
+    set_irqs(k, dev, none | PREPARE, MSIX, 0, 0, IrqData::None, log);
+    set_irqs(k, dev, eventfds, MSIX, 0, 3, IrqData::Eventfds(&fds), log);
+    unmap(k, fd, ioas, 0x1000_0000, 0x2000, log);
+    k.close(dev);
+    k.close(fd);
+}
+
+#[cfg(feature = "proposed-uapi")]
+#[test]
+#[ignore = "compares Sim with the real kernel: runs in the rig"]
+fn per_vector_uapi_matches() {
+    compare(per_vector_uapi);
 }
