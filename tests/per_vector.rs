@@ -20,7 +20,10 @@ use support::nvme::Nvme;
 use support::pci;
 use support::s1::{Attr, Stage1};
 use support::{IRQ_DEADLINE, counts, fired_within};
-use vmsi::msi::{Strategy, probe};
+use vmsi::msi::{
+    Composer, Domain, DoorbellMap, HostAddressing, HostMessage, IrqIndex, MsiDevice, Strategy,
+    probe,
+};
 use vmsi::pci::MsixCapability;
 use vmsi::seam::SimConfig;
 use vmsi::{Device, DmaMemory, Errno, Error, Feature, Hwpt, Iommufd, Prot, SwMsiWindow, Viommu};
@@ -287,6 +290,79 @@ fn msi_iovas_and_doorbell_maps_follow_the_reference_rules() {
     dev.clear_msi_iovas(MSIX, 0, 0).unwrap();
     dev.enable_irqs(MSIX, &msix_set(&io)).unwrap();
     ioas.unmap(MSI_IOVAS, PAGE).unwrap();
+}
+
+/// The library's PerVector bring-up: all 65 nvme vectors get their IOVAs before one
+/// SET_IRQS enables them, and the kernel programs each vector's own address.
+#[test]
+fn msi_device_brings_up_every_vector_at_its_own_iova() {
+    if !reference_kernel() {
+        return;
+    }
+    let e = uapi_env();
+    let fd = Iommufd::open(e.kernel.clone()).unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = open_bound(&e, &fd, &e.nvme[0]);
+    let vectors = dev.irq_info(MSIX).unwrap().count as u64;
+    // Four doorbell pages, vector k on page k % 4.
+    let pages: Vec<_> = (0..4)
+        .map(|p| ioas.map_msi_doorbell(&dev, MSI_IOVAS + p * PAGE).unwrap())
+        .collect();
+    let iovas: Vec<u64> = (0..vectors).map(|k| pages[k as usize % 4].iova).collect();
+    let composer = Composer {
+        domain: Domain::Paging,
+        host: HostAddressing::PerVector,
+        doorbells: DoorbellMap::paging(&[0x0809_0040]).unwrap(),
+        devid: 0,
+    };
+    let offset = pages[0].doorbell_offset;
+
+    // Refused before attach (the library never enables an unattached device): the IOVAs
+    // it gave the kernel are taken back, so a window bring-up afterwards is untouched.
+    let r = MsiDevice::bring_up_per_vector(
+        dev.clone(),
+        IrqIndex::Msix,
+        composer.clone(),
+        &iovas,
+        offset,
+    );
+    assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+    assert!(matches!(
+        MsiDevice::bring_up_per_vector(
+            dev.clone(),
+            IrqIndex::Msix,
+            composer.clone(),
+            &iovas[1..],
+            offset
+        ),
+        Err(Error::InvalidArgument(_))
+    ));
+    dev.attach_ioas(&ioas).unwrap();
+    let window = Composer {
+        host: HostAddressing::Window {
+            address: DRIVER_WINDOW.start + u64::from(offset),
+        },
+        ..composer.clone()
+    };
+    let msi = MsiDevice::bring_up(dev.clone(), IrqIndex::Msix, window).unwrap();
+    msi.validate_host_address(HostMessage {
+        address: DRIVER_WINDOW.start + u64::from(offset),
+    })
+    .unwrap();
+    drop(msi);
+
+    let msi =
+        MsiDevice::bring_up_per_vector(dev, IrqIndex::Msix, composer, &iovas, offset).unwrap();
+    msi.validate_provided_addresses().unwrap();
+    let mut got = vec![(0, 0); vectors as usize];
+    assert_eq!(msi.read_host_messages(&mut got).unwrap(), vectors as usize);
+    for (k, (address, _)) in got.iter().enumerate() {
+        assert_eq!(
+            *address,
+            MSI_IOVAS + (k as u64 % 4) * PAGE + u64::from(offset),
+            "vector {k}"
+        );
+    }
 }
 
 #[test]

@@ -29,10 +29,61 @@ impl MsiDevice {
     /// enables all of them. `device` must be bound and attached.
     pub fn bring_up(device: Device, index: IrqIndex, composer: Composer) -> Result<Self> {
         let info = device.irq_info(index.vfio_index())?;
+        Self::enable(device, index, composer, info, |_| Ok(()))
+    }
+
+    /// Per-vector bring-up (the [`super::Strategy::PerVector`] strategy): vector k's MSI
+    /// writes `msi_iovas[k]` plus `doorbell_offset` ([`crate::DoorbellPage`]), where the
+    /// caller placed the doorbell page with [`crate::Ioas::map_msi_doorbell`], or its guest's
+    /// stage 1 maps it for a nested domain. The IOVAs reach the kernel before any vector is
+    /// enabled, and become each vector's provided address in the table. On failure the
+    /// device is left without IOVAs, as it was.
+    #[cfg(feature = "proposed-uapi")]
+    pub fn bring_up_per_vector(
+        device: Device,
+        index: IrqIndex,
+        composer: Composer,
+        msi_iovas: &[u64],
+        doorbell_offset: u32,
+    ) -> Result<Self> {
+        if composer.host != super::HostAddressing::PerVector {
+            return Err(Error::InvalidArgument(
+                "a per-vector bring-up composes with HostAddressing::PerVector",
+            ));
+        }
+        let info = device.irq_info(index.vfio_index())?;
+        if msi_iovas.len() != info.count as usize {
+            return Err(Error::InvalidArgument("one MSI IOVA per vector"));
+        }
+        let vfio_index = index.vfio_index();
+        device.prepare_msi_iovas(vfio_index, 0, msi_iovas)?;
+        let offset = u64::from(doorbell_offset);
+        let provide = |table: &VectorTable| {
+            (0..).zip(msi_iovas).try_for_each(|(k, iova)| {
+                table.provide_msi_address(k, Some(iova + offset)).map(drop)
+            })
+        };
+        let clear = device.clone();
+        Self::enable(device, index, composer, info, provide).inspect_err(|_| {
+            // Back to no IOVAs; the first error is the one to report.
+            let _ = clear.clear_msi_iovas(vfio_index, 0, 0);
+        })
+    }
+
+    /// The table, the eventfds, and every vector enabled with one `SET_IRQS`; `prepare`
+    /// fills the table first.
+    fn enable(
+        device: Device,
+        index: IrqIndex,
+        composer: Composer,
+        info: crate::objects::IrqInfo,
+        prepare: impl FnOnce(&VectorTable) -> Result<()>,
+    ) -> Result<Self> {
         let table = match index {
             IrqIndex::Msix => VectorTable::msix(info.count, composer)?,
             IrqIndex::Msi => VectorTable::msi(info.count, composer)?,
         };
+        prepare(&table)?;
         let msix = match index {
             IrqIndex::Msix => Some(
                 MsixCapability::read(&device)?
@@ -97,6 +148,21 @@ impl MsiDevice {
             *slot = (bar.read_u64(entry)?, bar.read_u32(entry + 8)?);
         }
         Ok(n)
+    }
+
+    /// Checks that every vector's physical message address is the one provided for it
+    /// ([`MsiDevice::bring_up_per_vector`]); the first vector that differs is reported.
+    pub fn validate_provided_addresses(&self) -> Result<()> {
+        let mut got = vec![(0u64, 0u32); self.table.len() as usize];
+        let n = self.read_host_messages(&mut got)?;
+        for (k, (address, _)) in (0..).zip(&got[..n]) {
+            if self.table.vector(k)?.msi_address != Some(*address) {
+                return Err(Error::InvalidArgument(
+                    "a vector's host MSI address differs from the one provided for it",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks that every vector's physical message address is `expected` (the
