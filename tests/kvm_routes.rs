@@ -25,7 +25,22 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 type Routes = KvmRoutes<Arc<CountingVm>>;
 
+/// Lets this process open `n` files. The rig's guest runs the tests with the kernel's
+/// default limits (1024 soft, 4096 hard) and the ceiling test alone needs 4097 eventfds:
+/// root (the rig) raises both limits, anyone else the soft one as far as the hard one.
+fn allow_open_files(n: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("RLIMIT_NOFILE");
+    if soft >= n {
+        return;
+    }
+    if setrlimit(Resource::RLIMIT_NOFILE, n.max(hard), n.max(hard)).is_err() {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, n.min(hard), hard);
+    }
+}
+
 fn eventfds(n: u32) -> Arc<[EventFd]> {
+    allow_open_files(16384);
     (0..n)
         .map(|_| EventFd::new(EFD_NONBLOCK).unwrap())
         .collect()
@@ -492,6 +507,7 @@ mod bring_up {
 
     #[test]
     fn bring_up_of_2048_vectors_is_one_set_irqs_and_one_commit() {
+        allow_open_files(16384);
         let path = "/dev/vfio/devices/vfio0";
         let sim = Sim::new(SimConfig {
             devices: vec![SimDevice::nvme(path, 2048)],

@@ -43,20 +43,20 @@ use super::launch::{EXIT_FAILED, EXIT_USAGE, Failure, Vectors, Vm};
 use super::nvme::Nvme;
 use super::payload::{self, CMDQ_PAGES, FIRST_LPI, ITT_EVENT_BITS, LPI_ID_BITS, Mailbox, Params};
 
-/// The guest's memory map, where QEMU's `virt` machine has the same things: the vGICv3
-/// distributor, the first redistributor (RD_base; SGI_base follows at +64 KiB)...
+// The guest's memory map puts things where QEMU's `virt` machine has them.
+/// The vGICv3 distributor.
 pub const GICD_BASE: u64 = 0x0800_0000;
-/// ... (see [`GICD_BASE`]) ...
+/// The vCPU's vGICv3 redistributor (RD_base; SGI_base follows at +64 KiB).
 pub const GICR_BASE: u64 = 0x080a_0000;
-/// ... the PCI MMIO window, where the guest finds the device's BAR0 ...
+/// The device's BAR0, at the start of the PCI MMIO window.
 pub const BAR0_GPA: u64 = 0x1000_0000;
-/// ... and the PCI ECAM window (the device's config space at `GUEST_RID << 12`).
+/// The PCI ECAM window: the device's config space is at `GUEST_RID << 12` in it.
 pub const ECAM_BASE: u64 = 0x3f00_0000;
 /// The launcher's mailbox, where the payload reports ([`Mailbox`]).
 pub const MAILBOX_GPA: u64 = 0x0c00_0000;
 
-/// Where in guest RAM the payload and its data go, below the stage-1 tables (1 MiB):
-/// (offset, what). KVM's vITS wants its tables and queue 64 KiB-aligned.
+/// Offsets in guest RAM of the payload and its data, all below the stage-1 tables (1 MiB).
+/// KVM's vITS wants its tables and command queue 64 KiB-aligned.
 struct Layout;
 
 impl Layout {
@@ -605,7 +605,8 @@ fn watchdog(
 ) {
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
-        let quiet = begun.elapsed().as_millis() as u64 - last_exit.load(Ordering::SeqCst);
+        let now = begun.elapsed().as_millis() as u64;
+        let quiet = now.saturating_sub(last_exit.load(Ordering::SeqCst));
         if quiet > QUIET_LIMIT.as_millis() as u64 {
             expired.store(true, Ordering::SeqCst);
             // Again every 50 ms: a signal that lands just before KVM_RUN is not lost, the
