@@ -430,7 +430,7 @@ fn nested_without_a_viommu_is_unsupported() {
 }
 
 #[test]
-fn a_kernel_with_user_window_still_gets_kernel_window_unless_asked() {
+fn a_kernel_with_the_proposed_uapi_still_gets_kernel_window_unless_asked() {
     let with_options = || {
         let rig = launch::sim_machine().config().clone();
         Backend::Sim(Sim::new(SimConfig {
@@ -443,7 +443,7 @@ fn a_kernel_with_user_window_still_gets_kernel_window_unless_asked() {
     assert_eq!(report.delivered, vec![0, 1]);
     let out = String::from_utf8(out).unwrap();
     assert!(
-        out.contains("chosen: KernelWindow (auto: the kernel offers UserWindow, which"),
+        out.contains("chosen: KernelWindow (auto: the kernel offers PerVector, which"),
         "{out}"
     );
     let asked = options(&["--strategy", "user-window"]);
