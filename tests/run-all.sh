@@ -43,9 +43,11 @@ if [ "${SKIP_RIG:-0}" != 1 ]; then
   read -r rig_p rig_f < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3 } END { print p + 0, f + 0 }' "$LOG/rig.txt")
   [ "$rig_rc" = 0 ] || rig_f=$((rig_f > 0 ? rig_f : 1))
 
-  step "uAPI layouts against the Linux 7.2 headers"
-  K=$(tests/rig/kernel/build.sh)
-  VMSI_KERNEL_HEADERS=$K/uapi/include cargo test -p vmsi-sys --test c_abi --locked -- --include-ignored 2>&1 | tee "$LOG/abi.txt"
+  step "uAPI layouts against the Linux 7.2 headers, stock and per-vector"
+  K=$(tests/rig/kernel/build.sh stock)
+  K_PV=$(tests/rig/kernel/build.sh per-vector)
+  VMSI_KERNEL_HEADERS=$K/uapi/include VMSI_PER_VECTOR_HEADERS=$K_PV/uapi/include \
+    cargo test -p vmsi-sys --all-features --test c_abi --locked -- --include-ignored 2>&1 | tee "$LOG/abi.txt"
   read -r abi_p abi_f < <(count "$LOG/abi.txt")
   host_p=$((host_p + abi_p)) host_f=$((host_f + abi_f))
 fi

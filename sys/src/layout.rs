@@ -9,6 +9,8 @@ use core::mem::{offset_of, size_of};
 use crate::ioctl;
 use crate::iommufd as i;
 use crate::names as n;
+#[cfg(feature = "proposed-uapi")]
+use crate::proposed as p;
 use crate::vfio as v;
 
 /// Which kernel header a check needs.
@@ -21,6 +23,9 @@ pub enum Header {
     /// `<linux/vfio.h>` items that need Linux 6.6 or later (device cdev), or whose layout
     /// grew after 6.1.
     VfioCdev,
+    /// The proposed per-vector uAPI ([`crate::proposed`]), in both headers: only the
+    /// headers of a kernel that carries it (the rig's per-vector kernel) define it.
+    Proposed,
 }
 
 /// One ABI fact: `c_expr` evaluated by a C compiler must equal `value`.
@@ -155,6 +160,27 @@ pub const CHECKS: &[Check] = &[
     number!(VfioCdev, VFIO_DEVICE_BIND_IOMMUFD),
     number!(VfioCdev, VFIO_DEVICE_ATTACH_IOMMUFD_PT),
     number!(VfioCdev, VFIO_DEVICE_DETACH_IOMMUFD_PT),
+    // The proposed uAPI, as the rig's per-vector kernel defines it
+    #[cfg(feature = "proposed-uapi")]
+    size!(Proposed, p::iommu_ioas_map_msi),
+    #[cfg(feature = "proposed-uapi")]
+    offset!(Proposed, p::iommu_ioas_map_msi.iova),
+    #[cfg(feature = "proposed-uapi")]
+    offset!(Proposed, p::iommu_ioas_map_msi.doorbell_offset),
+    #[cfg(feature = "proposed-uapi")]
+    number!(Proposed, p::IOMMU_IOAS_MAP_MSI),
+    #[cfg(feature = "proposed-uapi")]
+    number!(Proposed, p::IOMMU_OPTION_SW_MSI_START),
+    #[cfg(feature = "proposed-uapi")]
+    number!(Proposed, p::IOMMU_OPTION_SW_MSI_SIZE),
+    #[cfg(feature = "proposed-uapi")]
+    number!(Proposed, p::VFIO_IRQ_SET_DATA_MSI_IOVA),
+    #[cfg(feature = "proposed-uapi")]
+    number!(Proposed, p::VFIO_IRQ_SET_ACTION_PREPARE),
+    #[cfg(feature = "proposed-uapi")]
+    number!(Proposed, p::VFIO_IRQ_SET_DATA_TYPE_MASK),
+    #[cfg(feature = "proposed-uapi")]
+    number!(Proposed, p::VFIO_IRQ_SET_ACTION_TYPE_MASK),
 ];
 
 // The facts the library's own arithmetic depends on, pinned at compile time (values from

@@ -6,6 +6,9 @@
 //! * `all_layouts_match_7_2_headers` needs Linux 7.2 uAPI headers (iommufd nesting, VFIO cdev);
 //!   point `VMSI_KERNEL_HEADERS` at an `include` directory such as the one the rig builds
 //!   (`tests/rig/run.sh` prints it) and run with `--include-ignored`.
+//! * `proposed_layouts_match_the_per_vector_kernel_headers` (feature `proposed-uapi`) checks
+//!   the proposed uAPI against the headers of the rig's per-vector kernel, named by
+//!   `VMSI_PER_VECTOR_HEADERS`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,7 +23,10 @@ fn c_values(name: &str, include: &Path, checks: &[&Check]) -> Vec<(String, u64)>
     let mut src = String::from(
         "#include <stddef.h>\n#include <stdio.h>\n#include <linux/types.h>\n#include <sys/ioctl.h>\n",
     );
-    if checks.iter().any(|c| c.header == Header::Iommufd) {
+    if checks
+        .iter()
+        .any(|c| matches!(c.header, Header::Iommufd | Header::Proposed))
+    {
         src.push_str("#include <linux/iommufd.h>\n");
     }
     src.push_str("#include <linux/vfio.h>\nint main(void) {\n");
@@ -94,5 +100,24 @@ fn all_layouts_match_7_2_headers() {
         "7.2",
         &dir,
         &[Header::Iommufd, Header::Vfio, Header::VfioCdev],
+    );
+}
+
+#[cfg(feature = "proposed-uapi")]
+#[test]
+#[ignore = "needs the per-vector kernel's uAPI headers in VMSI_PER_VECTOR_HEADERS (the rig builds them)"]
+fn proposed_layouts_match_the_per_vector_kernel_headers() {
+    let dir: PathBuf = std::env::var_os("VMSI_PER_VECTOR_HEADERS")
+        .expect("VMSI_PER_VECTOR_HEADERS must name the per-vector kernel's uAPI include directory")
+        .into();
+    check(
+        "per-vector",
+        &dir,
+        &[
+            Header::Iommufd,
+            Header::Vfio,
+            Header::VfioCdev,
+            Header::Proposed,
+        ],
     );
 }
