@@ -109,6 +109,8 @@ pub enum Verb {
         offset: u64,
         len: u64,
     },
+    /// Proposed `IOMMU_IOAS_MAP_MSI` (last, so that older inputs decode unchanged).
+    IoasMapMsi,
 }
 
 /// One call.
@@ -572,6 +574,20 @@ impl Runner {
                 }
                 (r.map(drop), false)
             }
+            Verb::IoasMapMsi => {
+                let mut a = vmsi_sys::proposed::iommu_ioas_map_msi {
+                    size: w.u(0),
+                    flags: w.u(1),
+                    ioas_id: w.u(2),
+                    dev_id: w.d(2).wrapping_shr(32) as u32,
+                    iova: w.d(3),
+                    length: w.d(4),
+                    doorbell_offset: w.u(5),
+                    __reserved: w.d(5).wrapping_shr(32) as u32,
+                };
+                let o = sized(&mut a, fix, |a, s| a.size = s);
+                (k.ioas_map_msi(fd, &mut a), o)
+            }
         };
         self.stats.calls += 1;
         if let Err(e) = r {
@@ -728,6 +744,12 @@ pub fn seeds() -> Vec<(&'static str, Input)> {
             },
             Device(0),
             [0; 8],
+        ),
+        // The doorbell page of device 1 (bound as object 2) at IOVA 0x1000_0000 of IOAS 1.
+        call(
+            Verb::IoasMapMsi,
+            Iommufd(0),
+            [0, 0, 1 | (2 << 32), 0x1000_0000, 0, 0, 0, 0],
         ),
         call(Verb::IoasUnmap, Iommufd(0), [0, 1, 0, u64::MAX, 0, 0, 0, 0]),
         call(Verb::Destroy, Iommufd(0), [0, 1, 0, 0, 0, 0, 0, 0]),
