@@ -488,7 +488,8 @@ fn choose_strategy(
         StrategyRequest::Named(Strategy::KernelWindow) => "as asked".to_string(),
         StrategyRequest::Named(wanted) => {
             let why = match report.finding(wanted) {
-                Some(f) if !f.available => format!("unsupported on this kernel: {}", f.reason),
+                // The reason says whether the kernel or this build lacks it.
+                Some(f) if !f.available => format!("unavailable: {}", f.reason),
                 _ => "available on this kernel, but this launcher drives only KernelWindow \
                       so far"
                     .to_string(),
