@@ -11,13 +11,12 @@
 mod common;
 mod support;
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use common::{eventfd, open_bound, rig};
-use nix::sys::eventfd::EventFd;
 use support::edu::{self, Edu};
-use support::nvme::Nvme;
+use support::nvme::{Nvme, assert_only_vector_fires, io_vector_eventfds, msix_set};
 use support::pci::{self, MsiMessage};
 use support::s1::{Attr, Stage1};
 use support::{IRQ_DEADLINE, NO_IRQ_WAIT, counts, drain, fired_within};
@@ -84,34 +83,6 @@ fn edu_msi_raised_by_the_device_reaches_its_eventfd() {
 
     edu.disable_msi().unwrap();
     assert!(!physical_msi(&e.edu).enabled, "MSI off in the device");
-}
-
-/// Eventfds for MSI-X vectors 1..=`n`, the I/O queues' vectors; vector 0 gets none (see
-/// [`msix_set`]).
-fn io_vector_eventfds(n: u16) -> Vec<EventFd> {
-    (0..n).map(|_| eventfd()).collect()
-}
-
-/// `[None, fd1, .., fdN]`: vector 0 (the admin queue's) allocated but without an eventfd.
-/// The kernel leaves it masked, so an admin completion's MSI stays pending in the device
-/// instead of arriving late while the I/O vectors are checked one by one.
-fn msix_set(io: &[EventFd]) -> Vec<Option<BorrowedFd<'_>>> {
-    std::iter::once(None)
-        .chain(io.iter().map(|f| Some(f.as_fd())))
-        .collect()
-}
-
-/// A completion on I/O queue `q` (`1..=io.len()`, vector q) fires `io[q - 1]` and no
-/// other eventfd.
-fn assert_only_vector_fires(nvme: &mut Nvme, io: &[EventFd], q: u16, why: &str) {
-    assert_eq!(counts(io), vec![0; io.len()], "{why}: quiet before");
-    nvme.flush(q)
-        .unwrap_or_else(|e| panic!("{why}: flush on queue {q}: {e:?}"));
-    assert!(
-        fired_within(&io[q as usize - 1], IRQ_DEADLINE) >= 1,
-        "{why}: vector {q} fired"
-    );
-    assert_eq!(counts(io), vec![0; io.len()], "{why}: no other vector");
 }
 
 #[test]

@@ -12,21 +12,21 @@
 mod common;
 mod support;
 
-use std::os::fd::{AsFd, BorrowedFd};
-
-use common::{Env, eventfd, on_host, open_bound, rig, sim_env};
+use common::{Env, on_host, open_bound, rig, sim_env};
 use nix::sys::eventfd::EventFd;
-use support::nvme::Nvme;
+use support::nvme::{Nvme, assert_only_vector_fires, io_vector_eventfds, msix_set};
 use support::pci;
 use support::s1::{Attr, Stage1};
-use support::{IRQ_DEADLINE, counts, fired_within};
+use support::{IRQ_DEADLINE, fired_within};
 use vmsi::msi::{
     Composer, Domain, DoorbellMap, HostAddressing, HostMessage, IrqIndex, MsiDevice, Strategy,
     probe,
 };
 use vmsi::pci::MsixCapability;
 use vmsi::seam::SimConfig;
-use vmsi::{Device, DmaMemory, Errno, Error, Feature, Hwpt, Iommufd, Prot, SwMsiWindow, Viommu};
+use vmsi::{
+    Device, DmaMemory, Errno, Error, Feature, Hwpt, Ioas, Iommufd, Prot, SwMsiWindow, Viommu,
+};
 use vmsi_sys::vfio as v;
 
 const MSIX: u32 = v::VFIO_PCI_MSIX_IRQ_INDEX;
@@ -73,29 +73,19 @@ fn errno(r: Result<impl std::fmt::Debug, Error>) -> Errno {
     }
 }
 
-fn eventfds(n: usize) -> Vec<EventFd> {
-    (0..n).map(|_| eventfd()).collect()
-}
-
-/// `[None, fd1, .., fdN]`: vector 0 (the admin queue's) enabled but without an eventfd.
-fn msix_set(io: &[EventFd]) -> Vec<Option<BorrowedFd<'_>>> {
-    std::iter::once(None)
-        .chain(io.iter().map(|f| Some(f.as_fd())))
-        .collect()
-}
-
 /// Each I/O queue `q` raises vector `q`: its eventfd fires, and no other.
 fn each_vector_fires_alone(nvme: &mut Nvme, io: &[EventFd], why: &str) {
     for q in 1..=io.len() as u16 {
-        assert_eq!(counts(io), vec![0; io.len()], "{why}: quiet before {q}");
-        nvme.flush(q)
-            .unwrap_or_else(|e| panic!("{why}: flush on queue {q}: {e:?}"));
-        assert!(
-            fired_within(&io[q as usize - 1], IRQ_DEADLINE) >= 1,
-            "{why}: vector {q} fired"
-        );
-        assert_eq!(counts(io), vec![0; io.len()], "{why}: only vector {q}");
+        assert_only_vector_fires(nvme, io, q, why);
     }
+}
+
+/// A fresh iommufd with an IOAS, and the first nvme bound to it.
+fn first_nvme(e: &Env) -> (Iommufd, Ioas, Device) {
+    let fd = Iommufd::open(e.kernel.clone()).unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = open_bound(e, &fd, &e.nvme[0]);
+    (fd, ioas, dev)
 }
 
 /// The address and data the kernel wrote into MSI-X entry `k` of `dev`.
@@ -147,7 +137,7 @@ fn the_probe_finds_the_per_vector_strategies_only_on_the_reference_kernel() {
     // The probe changed nothing: the window is the driver's, no vector needs an IOVA.
     let ioas = fd.alloc_ioas().unwrap();
     dev.attach_ioas(&ioas).unwrap();
-    let io = eventfds(2);
+    let io = io_vector_eventfds(2);
     dev.enable_irqs(MSIX, &msix_set(&io)).unwrap();
 }
 
@@ -162,9 +152,7 @@ fn a_stock_kernel_refuses_each_call_as_absent() {
     } else {
         sim_env(SimConfig::default())
     };
-    let fd = Iommufd::open(e.kernel.clone()).unwrap();
-    let ioas = fd.alloc_ioas().unwrap();
-    let dev = open_bound(&e, &fd, &e.nvme[0]);
+    let (_fd, ioas, dev) = first_nvme(&e);
     assert!(matches!(
         ioas.map_msi_doorbell(&dev, MSI_IOVAS),
         Err(Error::Unsupported {
@@ -187,9 +175,7 @@ fn the_window_options_follow_the_reference_rules() {
         return;
     }
     let e = uapi_env();
-    let fd = Iommufd::open(e.kernel.clone()).unwrap();
-    let ioas = fd.alloc_ioas().unwrap();
-    let dev = open_bound(&e, &fd, &e.nvme[0]);
+    let (_fd, ioas, dev) = first_nvme(&e);
     assert_eq!(dev.sw_msi_window().unwrap(), DRIVER_WINDOW);
     let unaligned = SwMsiWindow {
         start: MOVED_WINDOW.start + PAGE,
@@ -234,9 +220,7 @@ fn msi_iovas_and_doorbell_maps_follow_the_reference_rules() {
         return;
     }
     let e = uapi_env();
-    let fd = Iommufd::open(e.kernel.clone()).unwrap();
-    let ioas = fd.alloc_ioas().unwrap();
-    let dev = open_bound(&e, &fd, &e.nvme[0]);
+    let (_fd, ioas, dev) = first_nvme(&e);
 
     // Doorbell pages: page-aligned IOVAs only, never inside a reserved window, once.
     assert_eq!(
@@ -269,7 +253,7 @@ fn msi_iovas_and_doorbell_maps_follow_the_reference_rules() {
     );
     dev.prepare_msi_iovas(MSIX, 0, &[MSI_IOVAS, MSI_IOVAS])
         .unwrap();
-    let io = eventfds(3);
+    let io = io_vector_eventfds(3);
     assert_eq!(
         errno(dev.enable_irqs(MSIX, &msix_set(&io))),
         Errno::ENOENT,
@@ -300,9 +284,7 @@ fn msi_device_brings_up_every_vector_at_its_own_iova() {
         return;
     }
     let e = uapi_env();
-    let fd = Iommufd::open(e.kernel.clone()).unwrap();
-    let ioas = fd.alloc_ioas().unwrap();
-    let dev = open_bound(&e, &fd, &e.nvme[0]);
+    let (_fd, ioas, dev) = first_nvme(&e);
     let vectors = dev.irq_info(MSIX).unwrap().count as u64;
     // Four doorbell pages, vector k on page k % 4.
     let pages: Vec<_> = (0..4)
@@ -373,9 +355,7 @@ fn paging_each_vector_writes_its_own_msi_iova_and_fires_its_own_eventfd() {
     if !reference_kernel() {
         return;
     }
-    let fd = Iommufd::open(e.kernel.clone()).unwrap();
-    let ioas = fd.alloc_ioas().unwrap();
-    let dev = open_bound(&e, &fd, &e.nvme[0]);
+    let (_fd, ioas, dev) = first_nvme(&e);
     // One doorbell page per vector 0..=QUEUES, each at its own IOVA.
     let iovas: Vec<u64> = (0..=QUEUES as u64).map(|k| MSI_IOVAS + k * PAGE).collect();
     for &iova in &iovas {
@@ -384,7 +364,7 @@ fn paging_each_vector_writes_its_own_msi_iova_and_fires_its_own_eventfd() {
     }
     dev.prepare_msi_iovas(MSIX, 0, &iovas).unwrap();
     dev.attach_ioas(&ioas).unwrap();
-    let io = eventfds(QUEUES as usize);
+    let io = io_vector_eventfds(QUEUES);
     dev.enable_irqs(MSIX, &msix_set(&io)).unwrap();
 
     for (k, &iova) in iovas.iter().enumerate() {
@@ -425,12 +405,10 @@ fn user_window_moves_the_kernels_doorbell_and_msi_still_arrives() {
     if !reference_kernel() {
         return;
     }
-    let fd = Iommufd::open(e.kernel.clone()).unwrap();
-    let ioas = fd.alloc_ioas().unwrap();
-    let dev = open_bound(&e, &fd, &e.nvme[0]);
+    let (_fd, ioas, dev) = first_nvme(&e);
     dev.set_sw_msi_window(MOVED_WINDOW).unwrap();
     dev.attach_ioas(&ioas).unwrap();
-    let io = eventfds(QUEUES as usize);
+    let io = io_vector_eventfds(QUEUES);
     dev.enable_irqs(MSIX, &msix_set(&io)).unwrap();
     for k in 0..=QUEUES as usize {
         assert_eq!(
@@ -463,9 +441,7 @@ fn nested_each_guest_iova_reaches_the_doorbell_placed_at_the_virtual_its() {
     if !reference_kernel() {
         return;
     }
-    let fd = Iommufd::open(e.kernel.clone()).unwrap();
-    let ioas = fd.alloc_ioas().unwrap();
-    let dev = open_bound(&e, &fd, &e.nvme[0]);
+    let (_fd, ioas, dev) = first_nvme(&e);
     // The driver's window covers the virtual ITS's GPA: move it out of the guest's map.
     dev.set_sw_msi_window(MOVED_WINDOW).unwrap();
     let parent = Hwpt::alloc_paging(&ioas, &dev, true).expect("nest parent");
@@ -495,7 +471,7 @@ fn nested_each_guest_iova_reaches_the_doorbell_placed_at_the_virtual_its() {
     dev.attach_hwpt(&nested).unwrap();
 
     dev.prepare_msi_iovas(MSIX, 0, &gva).unwrap();
-    let io = eventfds(QUEUES as usize);
+    let io = io_vector_eventfds(QUEUES);
     dev.enable_irqs(MSIX, &msix_set(&io)).unwrap();
     for (k, &g) in gva.iter().enumerate() {
         assert_eq!(

@@ -901,6 +901,10 @@ fn per_vector_uapi(k: &dyn Kernel, d: &Devs, log: &mut Log) {
 
     let iovas = [0x1000_0000u64, 0x1000_1000, 0x1000_0000, 0x1000_0008];
     let none = v::VFIO_IRQ_SET_DATA_NONE;
+    let prepare = |k: &dyn Kernel, dev, start, count, log: &mut Log| {
+        let iovas = IrqData::MsiIovas(&iovas);
+        set_irqs(k, dev, MSI_IOVA | PREPARE, MSIX, start, count, iovas, log);
+    };
     set_irqs(
         k,
         dev,
@@ -921,26 +925,8 @@ fn per_vector_uapi(k: &dyn Kernel, d: &Devs, log: &mut Log) {
         IrqData::None,
         log,
     );
-    set_irqs(
-        k,
-        dev,
-        MSI_IOVA | PREPARE,
-        MSIX,
-        0,
-        4,
-        IrqData::MsiIovas(&iovas),
-        log,
-    );
-    set_irqs(
-        k,
-        dev,
-        MSI_IOVA | PREPARE,
-        MSIX,
-        0,
-        3,
-        IrqData::MsiIovas(&iovas),
-        log,
-    );
+    prepare(k, dev, 0, 4, log);
+    prepare(k, dev, 0, 3, log);
     set_irqs(
         k,
         dev,
@@ -958,26 +944,8 @@ fn per_vector_uapi(k: &dyn Kernel, d: &Devs, log: &mut Log) {
     let eventfds = v::VFIO_IRQ_SET_DATA_EVENTFD | TRIGGER;
     set_irqs(k, dev, eventfds, MSIX, 0, 4, IrqData::Eventfds(&fds), log);
     set_irqs(k, dev, eventfds, MSIX, 0, 3, IrqData::Eventfds(&fds), log);
-    set_irqs(
-        k,
-        dev,
-        MSI_IOVA | PREPARE,
-        MSIX,
-        2,
-        1,
-        IrqData::MsiIovas(&iovas),
-        log,
-    );
-    set_irqs(
-        k,
-        dev,
-        MSI_IOVA | PREPARE,
-        MSIX,
-        3,
-        1,
-        IrqData::MsiIovas(&iovas),
-        log,
-    );
+    prepare(k, dev, 2, 1, log);
+    prepare(k, dev, 3, 1, log);
     set_irqs(k, dev, none | PREPARE, MSIX, 0, 0, IrqData::None, log);
     set_irqs(k, dev, none | TRIGGER, MSIX, 0, 0, IrqData::None, log);
     set_irqs(k, dev, none | PREPARE, MSIX, 1, 1, IrqData::None, log);

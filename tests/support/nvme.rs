@@ -10,7 +10,10 @@ use std::time::Duration;
 use vmsi::{Device, DmaMemory, MmioRegion};
 use vmsi_sys::vfio as v;
 
-use super::{DEADLINE, pci, poll_until};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use super::{DEADLINE, IRQ_DEADLINE, counts, fired_within, pci, poll_until};
 
 /// Entries in every queue (admin and I/O).
 pub const QUEUE_ENTRIES: u16 = 16;
@@ -493,4 +496,36 @@ impl Drop for Nvme {
         // function on close as well, so a failure here is harmless.
         let _ = self.bar.write_u32(REG_CC, 0);
     }
+}
+
+/// Eventfds for MSI-X vectors 1..=`n`, the I/O queues' vectors; vector 0 gets none (see
+/// [`msix_set`]).
+pub fn io_vector_eventfds(n: u16) -> Vec<EventFd> {
+    (0..n)
+        .map(|_| {
+            EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).expect("eventfd")
+        })
+        .collect()
+}
+
+/// `[None, fd1, .., fdN]`: vector 0 (the admin queue's) allocated but without an eventfd.
+/// The kernel leaves it masked, so an admin completion's MSI stays pending in the device
+/// instead of arriving late while the I/O vectors are checked one by one.
+pub fn msix_set(io: &[EventFd]) -> Vec<Option<BorrowedFd<'_>>> {
+    std::iter::once(None)
+        .chain(io.iter().map(|f| Some(f.as_fd())))
+        .collect()
+}
+
+/// A completion on I/O queue `q` (`1..=io.len()`, vector q) fires `io[q - 1]` and no
+/// other eventfd.
+pub fn assert_only_vector_fires(nvme: &mut Nvme, io: &[EventFd], q: u16, why: &str) {
+    assert_eq!(counts(io), vec![0; io.len()], "{why}: quiet before");
+    nvme.flush(q)
+        .unwrap_or_else(|e| panic!("{why}: flush on queue {q}: {e:?}"));
+    assert!(
+        fired_within(&io[q as usize - 1], IRQ_DEADLINE) >= 1,
+        "{why}: vector {q} fired"
+    );
+    assert_eq!(counts(io), vec![0; io.len()], "{why}: no other vector");
 }
