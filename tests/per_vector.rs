@@ -12,10 +12,13 @@
 mod common;
 mod support;
 
+use std::os::fd::AsFd;
+
 use common::{Env, on_host, open_bound, rig, sim_env};
 use nix::sys::eventfd::EventFd;
+use support::edu::Edu;
 use support::nvme::{Nvme, assert_only_vector_fires, io_vector_eventfds, msix_set};
-use support::pci;
+use support::pci::{self, MsiMessage};
 use support::s1::{Attr, Stage1};
 use support::{IRQ_DEADLINE, fired_within};
 use vmsi::msi::{
@@ -495,4 +498,41 @@ fn nested_each_guest_iova_reaches_the_doorbell_placed_at_the_virtual_its() {
     );
     nvme.flush(2).unwrap();
     assert!(fired_within(&io[1], IRQ_DEADLINE) >= 1, "vector 2");
+}
+
+/// MSI (not MSI-X) uses entry 0 of the table: edu's one vector writes its own IOVA.
+#[test]
+#[ignore = "needs the rig's real devices"]
+fn edu_msi_writes_the_iova_of_entry_0() {
+    let e = rig();
+    if !reference_kernel() {
+        return;
+    }
+    let fd = Iommufd::open(e.kernel.clone()).unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = open_bound(&e, &fd, &e.edu);
+    ioas.map_msi_doorbell(&dev, MSI_IOVAS).unwrap();
+    dev.prepare_msi_iovas(v::VFIO_PCI_MSI_IRQ_INDEX, 0, &[MSI_IOVAS])
+        .unwrap();
+    dev.attach_ioas(&ioas).unwrap();
+    let edu = Edu::new(&dev).expect("edu");
+    let efd = common::eventfd();
+    edu.enable_msi(efd.as_fd()).unwrap();
+    let bdf = pci::bdf_of(&e.edu).expect("PCI address");
+    let config = pci::physical_config(&bdf).expect("sysfs config");
+    assert_eq!(
+        pci::msi_message(&config),
+        Some(MsiMessage {
+            enabled: true,
+            address: MSI_IOVAS + u64::from(DOORBELL_OFFSET),
+            data: 0,
+        })
+    );
+    edu.raise(1).unwrap();
+    assert!(
+        fired_within(&efd, IRQ_DEADLINE) >= 1,
+        "edu's MSI at its own IOVA"
+    );
+    assert_eq!(edu.ack().unwrap(), 1);
+    edu.disable_msi().unwrap();
 }
