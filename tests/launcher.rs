@@ -77,9 +77,7 @@ impl Outcome {
             "{vectors} of {vectors} vectors delivered to their eventfds and routed"
         ))
     }
-}
 
-impl Outcome {
     /// Checks that the launcher ran its KVM guest and that each of the first `vectors`
     /// vectors, raised by a real NVMe completion the guest submitted, arrived in the guest as
     /// the LPI the guest mapped for it (the launcher compares the INTID the guest read from
@@ -106,14 +104,6 @@ impl Outcome {
         self.expect(&format!(
             "{vectors} of {vectors} vectors delivered into the guest as the LPIs it mapped"
         ))
-    }
-
-    /// Prints the start-up time the launcher reported (the rig's log keeps it).
-    fn print_startup(&self) -> &Self {
-        for line in self.out.lines().filter(|l| l.starts_with("start-up: ")) {
-            eprintln!("launcher {line}");
-        }
-        self
     }
 }
 
@@ -523,8 +513,7 @@ fn rig_paging_every_nvme_vector_reaches_the_kvm_guest_as_its_lpi() {
         .expect("the guest programs its MSI-X table itself (step 3)")
         .expect("start-up: ")
         .expect("device writes 0x5 to 0x8000040 -> stage 2: IPA 0x8000040 -> PA 0x8090040")
-        .expect_lpis(6)
-        .print_startup();
+        .expect_lpis(6);
 }
 
 #[test]
@@ -537,8 +526,7 @@ fn rig_paging_without_kvm_every_nvme_vector_fires_its_eventfd() {
         .expect("--no-kvm: stopping after host-side setup")
         .expect("start-up: ")
         .expect("device writes 0x5 to 0x8000040 -> stage 2: IPA 0x8000040 -> PA 0x8090040")
-        .expect_delivered(6, "nvme")
-        .print_startup();
+        .expect_delivered(6, "nvme");
 }
 
 #[test]
@@ -558,8 +546,7 @@ fn rig_nested_vectors_reach_the_kvm_guest_through_its_stage1_or_the_viommu_is_un
         .expect(
             "stage 1: gIOVA 0x8000040 -> IPA 0x8000040 -> stage 2: IPA 0x8000040 -> PA 0x8090040",
         )
-        .expect_lpis(4)
-        .print_startup();
+        .expect_lpis(4);
 }
 
 #[test]
