@@ -1,6 +1,10 @@
-//! The kernel seam: one trait of ioctl-level verbs and its two implementations.
+//! The kernel seam: one trait of ioctl-level verbs and its two implementations, and the
+//! rest of what touches the kernel's memory and files directly.
 //!
-//! * [`Host`] issues the real ioctls. It is the only code in the crate with `unsafe`.
+//! * [`Host`] issues the real ioctls. The seam is the only part of the crate with `unsafe`:
+//!   `Host`'s ioctls, the memory mappings in `mem` ([`DmaMemory`], [`MmioRegion`]), the
+//!   counting allocator, and with feature `kvm` the eventfd hand-over and [`KvmMachine`]'s
+//!   guest memory slots.
 //! * [`Sim`] is an in-process model of Linux 7.2's iommufd and VFIO-cdev semantics (plus the
 //!   proposed per-vector MSI uAPI), with deterministic fault injection. The rig checks that
 //!   it answers like the real kernel.
