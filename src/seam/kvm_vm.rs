@@ -82,7 +82,7 @@ impl KvmMachine {
         set.map_err(kernel(Op::KvmSetUserMemoryRegion))
     }
 
-    /// Creates vCPU `id` (`KVM_CREATE_VCPU`); returns its index for [`KvmMachine::vcpu`].
+    /// Creates vCPU `id` (`KVM_CREATE_VCPU`); returns its index for [`KvmMachine::with_vcpu`] and [`KvmMachine::run_vcpu`].
     pub fn create_vcpu(&mut self, id: u64) -> Result<usize> {
         let vcpu = self.vm.create_vcpu(id).map_err(kernel(Op::KvmCreateVcpu))?;
         self.vcpus.push(Mutex::new(vcpu));
