@@ -1,10 +1,11 @@
 #!/bin/bash
 # Everything CI runs, and what a contributor runs before sending a change:
-#   1. formatting, lints (clippy -D warnings) and the minimum supported Rust version build;
+#   1. formatting, lints (clippy and rustdoc, -D warnings) and the MSRV build;
 #   2. the host tests (unit, property and object tests on Sim) for the whole workspace;
 #   3. the rig: the same tests, cross-compiled for aarch64, inside our own Linux 7.2 under
-#      QEMU (device-tree mode and ACPI mode with the CANWBS IORT), see tests/rig/README.md;
-#   4. the uAPI layout check against the 7.2 headers the rig's kernel build produced;
+#      QEMU (device-tree mode, ACPI mode with the CANWBS IORT, and that again on the kernel
+#      with the per-vector reference patches), see tests/rig/README.md;
+#   4. the uAPI layout check against the headers the rig's kernel builds produced;
 #   5. the fuzzing smoke (fuzz/smoke.sh): each cargo-fuzz target's corpus and a short run.
 # The last line is "N passed, M failed" over all of it; the exit status is non-zero on any
 # failure.  SKIP_RIG=1 runs only the host part (for quick iterations; CI never sets it).
@@ -21,6 +22,7 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
 
 step "minimum supported Rust version: $MSRV"
 if ! rustup run "$MSRV" rustc --version >/dev/null 2>&1; then
