@@ -7,10 +7,13 @@ use vmsi::msi::Strategy;
 
 /// What `--help` prints, and what follows every argument error.
 pub const USAGE: &str = "\
-usage: launcher [--sim] [--device /dev/vfio/devices/vfioN] [--ram-mib N] [--ram-gpa ADDR]
+usage: launcher [--sim] [--sim-proposed-uapi] [--device /dev/vfio/devices/vfioN] [--ram-mib N] [--ram-gpa ADDR]
                 [--strategy auto|kernel-window|user-window|per-vector] [--nested|--paging]
                 [--vectors K] [--no-kvm]
   --sim         run on Sim, the in-process model of Linux 7.2 (the default without /dev/iommu)
+  --sim-proposed-uapi
+                run on Sim modelling the rig's reference kernel, which has the proposed
+                per-vector MSI uAPI (UserWindow, PerVector; needs the proposed-uapi feature)
   --device      the VFIO cdev of an NVMe controller (on Sim: vfio1 unless named)
   --ram-mib     guest RAM in MiB (default 64, at least 4)
   --ram-gpa     guest physical address of guest RAM (default 0x40000000)
@@ -35,6 +38,8 @@ pub enum StrategyRequest {
 pub struct Options {
     /// Run on Sim even if the host has iommufd.
     pub sim: bool,
+    /// Sim models the reference kernel's proposed per-vector uAPI (implies `sim`).
+    pub sim_proposed_uapi: bool,
     /// The VFIO cdev; `None` lets the backend choose (Sim) or asks for one (host).
     pub device: Option<PathBuf>,
     /// Guest RAM size in MiB.
@@ -55,6 +60,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             sim: false,
+            sim_proposed_uapi: false,
             device: None,
             ram_mib: 64,
             ram_gpa: 0x4000_0000,
@@ -109,6 +115,10 @@ impl Options {
             match flag.as_str() {
                 "-h" | "--help" => return Ok(Command::Help),
                 "--sim" => o.sim = switch(&flag, &inline)?,
+                "--sim-proposed-uapi" => {
+                    o.sim_proposed_uapi = switch(&flag, &inline)?;
+                    o.sim = true;
+                }
                 "--nested" => nested = switch(&flag, &inline)?,
                 "--paging" => paging = switch(&flag, &inline)?,
                 "--no-kvm" => o.no_kvm = switch(&flag, &inline)?,

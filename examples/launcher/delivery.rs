@@ -184,18 +184,20 @@ pub(super) fn device_path(vm: &Vm, vectors: &Vectors, vector: u32) -> String {
     hops.push(format!(
         "stage 2: IPA {} -> {}",
         hex(ipa),
-        stage2(vm, vectors, ipa)
+        stage2(vectors, ipa)
     ));
     hops.join(" -> ")
 }
 
-/// Where the kernel's MSI mapping takes `ipa`: window page 0 holds the ITS doorbell page.
-fn stage2(vm: &Vm, vectors: &Vectors, ipa: Option<u64>) -> String {
-    let page = vm.window.page_size;
+/// Where the VM's stage 2 takes `ipa`: the page that holds the ITS doorbell (window page 0,
+/// mapped by the kernel; or under PerVector the page the launcher mapped at the vITS
+/// doorbell page's GPA).
+fn stage2(vectors: &Vectors, ipa: Option<u64>) -> String {
+    let at = vectors.in_stage2;
     match ipa {
-        Some(ipa) if ipa & !(page - 1) == vm.window.window.start => {
-            let pa = (vectors.doorbell & !(page - 1)) | (ipa & (page - 1));
-            format!("PA {pa:#x} (the ITS doorbell)")
+        Some(ipa) if ipa >= at.iova && ipa - at.iova < at.len => {
+            let pa = (vectors.doorbell & !(at.len - 1)) | (ipa - at.iova);
+            format!("PA {pa:#x} (the ITS doorbell; page mapped by {})", at.by)
         }
         _ => "no doorbell".into(),
     }

@@ -12,6 +12,13 @@ pub const VITS_BASE: u64 = 0x0808_0000;
 /// The virtual ITS's doorbell GPA.
 pub const VITS_DOORBELL: u64 = VITS_BASE + vmsi::msi::firmware::GITS_TRANSLATER;
 
+/// The guest IOVA a nested guest programs as its MSI address (plus the doorbell's offset):
+/// its stage 1 maps this page onto the vITS doorbell page, as a guest's DMA layer maps the
+/// doorbell of its interrupt controller for a device behind its IOMMU.
+pub const GUEST_MSI_GIOVA: u64 = 0xffe0_0000;
+/// The vITS doorbell's 4 KiB page (the guest's stage-1 granule).
+pub const VITS_DOORBELL_PAGE: u64 = VITS_DOORBELL & !0xfff;
+
 /// The requester id the guest sees the device at (bus 0, device 2, function 0). A VMM
 /// chooses it; it is the virtual stream id in the vIOMMU and the device id in the vITS.
 pub const GUEST_RID: u32 = 0x10;

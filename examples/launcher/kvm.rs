@@ -39,7 +39,7 @@ use vmsi::{Errno, Error};
 use super::args::Options;
 use super::delivery;
 use super::guest::{GUEST_RID, VITS_BASE, VITS_DOORBELL};
-use super::launch::{EXIT_FAILED, EXIT_USAGE, Failure, Vectors, Vm};
+use super::launch::{self, EXIT_FAILED, EXIT_USAGE, Failure, Vectors, Vm};
 use super::nvme::Nvme;
 use super::payload::{self, CMDQ_PAGES, FIRST_LPI, ITT_EVENT_BITS, LPI_ID_BITS, Mailbox, Params};
 
@@ -340,7 +340,7 @@ fn load_payload(
         (Params::VECTORS, vectors as u64),
         (Params::MSIX_TABLE, BAR0_GPA + cap.table_offset),
         (Params::MSIX_CONTROL, msix_control_gpa(cap)),
-        (Params::MSI_ADDRESS, VITS_DOORBELL),
+        (Params::MSI_ADDRESS, vm.guest_msi),
         (Params::MAILBOX, MAILBOX_GPA),
     ];
     for (offset, value) in fields {
@@ -493,19 +493,30 @@ impl Guest<'_> {
             .update(self.key, self.vectors.msi.table(), &effect)
             .map_err(kernel("updating the KVM routes"))?;
         match effect {
-            Effect::Routed { vector, route, .. } => writeln!(
-                self.out,
-                "  guest: vector {vector}: mask, address {:#x}, data {}, unmask (trapped) -> \
-                 route vITS {:#x} EventID {} devid {:#x}, GSI {}",
-                VITS_DOORBELL,
-                route.data,
-                route.doorbell_gpa,
-                route.data,
-                route.devid,
-                self.routes
+            Effect::Routed {
+                vector,
+                route,
+                host,
+                ..
+            } => {
+                // What the guest wrote, as the trap emulation keeps it.
+                let guest = self
+                    .vectors
+                    .msi
+                    .table()
+                    .vector(vector)
+                    .map_err(kernel("the vector table"))?
+                    .guest;
+                let gsi = self
+                    .routes
                     .gsi(self.key, vector)
-                    .map_or_else(|| "none".to_string(), |g| g.to_string())
-            )?,
+                    .map_or_else(|| "none".to_string(), |g| g.to_string());
+                writeln!(
+                    self.out,
+                    "  guest: mask, address, data, unmask (trapped): {}, GSI {gsi}",
+                    launch::message_line(vector, guest.address, guest.data, host.address, route)
+                )?
+            }
             Effect::Opened { .. } if committed => {
                 let n = self.routes.len();
                 writeln!(

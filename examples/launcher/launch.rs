@@ -18,20 +18,21 @@ use std::time::Instant;
 use vmsi::msi::firmware::{self, Discovery, ItsSource};
 use vmsi::msi::{
     Composer, Domain, DoorbellMap, Effect, HostAddressing, HostMessage, IrqIndex, KernelWindow,
-    MsiDevice, Strategy, probe,
+    MsiDevice, Strategy,
 };
 use vmsi::pci::MsixCapability;
 use vmsi::seam::{Host, Kernel, Sim, SimConfig, SimDevice};
 use vmsi::{Device, Errno, Error, Feature, Hwpt, Iommufd, IovaRange, Ste, Vdevice, Viommu};
 
-use super::args::{Command, Options, StrategyRequest, USAGE};
+use super::args::{Command, Options, USAGE};
 use super::delivery;
 use super::guest::{
-    self, GUEST_ASID, GUEST_RID, GuestRam, QUEUES_GIOVA, QUEUES_OFFSET, STAGE1_OFFSET,
-    STAGE1_PAGES, VITS_BASE, VITS_DOORBELL,
+    self, GUEST_ASID, GUEST_MSI_GIOVA, GUEST_RID, GuestRam, QUEUES_GIOVA, QUEUES_OFFSET,
+    STAGE1_OFFSET, STAGE1_PAGES, VITS_BASE, VITS_DOORBELL, VITS_DOORBELL_PAGE,
 };
 use super::nvme::Nvme;
 use super::stage1::{Attr, Stage1};
+use super::strategy::{self, DoorbellInStage2};
 
 /// Exit status: something on the machine failed (a kernel call, an interrupt that did not
 /// arrive).
@@ -67,7 +68,7 @@ impl From<std::io::Error> for Failure {
 }
 
 /// A library error during `what`: unsupported features exit with [`EXIT_UNSUPPORTED`].
-fn failed(what: &'static str) -> impl FnOnce(Error) -> Failure {
+pub(super) fn failed(what: &'static str) -> impl FnOnce(Error) -> Failure {
     move |e| {
         let code = match e {
             Error::Unsupported { .. } => EXIT_UNSUPPORTED,
@@ -89,7 +90,10 @@ impl Backend {
     /// Sim with `--sim` or when the host has no iommufd; the host's kernel otherwise. Also
     /// says why, for the report.
     pub fn choose(opts: &Options) -> (Backend, &'static str) {
-        if opts.sim {
+        if opts.sim_proposed_uapi {
+            let why = "--sim-proposed-uapi: Sim with the reference kernel's proposed uAPI";
+            (Backend::Sim(sim_machine_with(true)), why)
+        } else if opts.sim {
             (Backend::Sim(sim_machine()), "--sim")
         } else if !Path::new("/dev/iommu").exists() {
             let why = "no /dev/iommu here: Sim, the in-process model of Linux 7.2";
@@ -110,12 +114,19 @@ impl Backend {
 /// Sim shaped like the rig's ACPI machine with the CANWBS IORT (so nested works): QEMU
 /// `virt` with one ITS, an `edu` and two NVMe controllers with 65 MSI-X vectors each.
 pub fn sim_machine() -> Arc<Sim> {
+    sim_machine_with(false)
+}
+
+/// [`sim_machine`], on the rig's stock kernel or (`proposed_uapi`) its reference kernel
+/// with the proposed per-vector MSI uAPI.
+pub fn sim_machine_with(proposed_uapi: bool) -> Arc<Sim> {
     Sim::new(SimConfig {
         devices: vec![
             SimDevice::edu("/dev/vfio/devices/vfio0"),
             SimDevice::nvme("/dev/vfio/devices/vfio1", 65),
             SimDevice::nvme("/dev/vfio/devices/vfio2", 65),
         ],
+        proposed_uapi,
         ..SimConfig::nested()
     })
 }
@@ -269,7 +280,15 @@ fn device_path(opts: &Options, backend: &Backend) -> Result<PathBuf, Failure> {
 pub struct Vm {
     pub(super) path: PathBuf,
     pub(super) device: Device,
+    /// The MSI strategy in force.
+    pub(super) strategy: Strategy,
+    /// The software MSI window the kernel reserved (moved, for UserWindow and PerVector).
     pub(super) window: KernelWindow,
+    /// PerVector: the doorbell page the launcher mapped at the vITS doorbell page's GPA.
+    pub(super) doorbell_page: Option<DoorbellInStage2>,
+    /// The MSI address the guest programs in every vector: the vITS doorbell GPA (paging), or
+    /// the guest IOVA its stage 1 maps onto that doorbell (nested).
+    pub(super) guest_msi: u64,
     pub(super) ram: GuestRam,
     pub(super) nested: Option<Nested>,
     // Held so the stage 2 (and the IOAS it is built on) lives as long as the VM.
@@ -292,7 +311,10 @@ impl Vm {
         out: &mut dyn Write,
     ) -> Result<Vm, Failure> {
         let (iommufd, device) = open_device(backend, path, opts, out)?;
-        choose_strategy(&iommufd, &device, opts.strategy, out)?;
+        let strategy = strategy::choose(&iommufd, &device, opts.strategy, out)?;
+        let ram_range = IovaRange::from_len(opts.ram_gpa, opts.ram_mib << 20)
+            .ok_or_else(|| Failure::new(EXIT_USAGE, "guest RAM wraps the address space"))?;
+        let moved = strategy::move_window(&device, strategy, ram_range, out)?;
         let ioas = iommufd.alloc_ioas().map_err(failed("IOMMU_IOAS_ALLOC"))?;
         let stage2 =
             Hwpt::alloc_paging(&ioas, &device, opts.nested).map_err(failed("the VM's stage 2"))?;
@@ -307,6 +329,15 @@ impl Vm {
             ioas.id()
         )?;
         let window = msi_window(&ioas, out)?;
+        if moved.is_some_and(|start| start != window.window.start) {
+            return Err(Failure::new(
+                EXIT_FAILED,
+                format!(
+                    "the kernel reserved its MSI window at {:#x}, not where it was moved",
+                    window.window.start
+                ),
+            ));
+        }
         let ram = guest_ram(opts, &window, out)?;
         ram.map_into(&ioas).map_err(failed("mapping guest RAM"))?;
         writeln!(
@@ -316,14 +347,34 @@ impl Vm {
             ram.range().start,
             ram.range().last
         )?;
+        let doorbell_page = match strategy {
+            Strategy::PerVector => Some(strategy::map_doorbell(
+                &ioas,
+                &device,
+                ram.range(),
+                window.page_size,
+                out,
+            )?),
+            _ => None,
+        };
         let nested = match opts.nested {
-            true => Some(Nested::build(&stage2, &device, &ram, &window, opts, out)?),
+            true => Some(Nested::build(
+                &stage2, &device, &ram, &window, strategy, opts, out,
+            )?),
             false => None,
+        };
+        // What the guest's MSI-X entries will say; PerVector makes it the host address too.
+        let guest_msi = match opts.nested {
+            true => GUEST_MSI_GIOVA + (VITS_DOORBELL - VITS_DOORBELL_PAGE),
+            false => VITS_DOORBELL,
         };
         Ok(Vm {
             path: path.to_path_buf(),
             device,
+            strategy,
             window,
+            doorbell_page,
+            guest_msi,
             ram,
             nested,
             _stage2: stage2,
@@ -465,42 +516,6 @@ fn require_nvme(device: &Device, path: &Path) -> Result<(), Failure> {
     ))
 }
 
-/// Probes what the kernel offers (before attach, where UserWindow would have to be set
-/// up) and settles on KernelWindow, the strategy this launcher drives, or says why not.
-fn choose_strategy(
-    iommufd: &Iommufd,
-    device: &Device,
-    request: StrategyRequest,
-    out: &mut dyn Write,
-) -> Result<(), Failure> {
-    let report = probe(iommufd, device).map_err(failed("probing MSI strategies"))?;
-    for line in report.to_string().lines() {
-        writeln!(out, "{line}")?;
-    }
-    let how = match request {
-        StrategyRequest::Auto if report.chosen == Strategy::KernelWindow => {
-            "auto: the best this kernel offers".to_string()
-        }
-        StrategyRequest::Auto => format!(
-            "auto: the kernel offers {}, which this launcher does not drive yet",
-            report.chosen
-        ),
-        StrategyRequest::Named(Strategy::KernelWindow) => "as asked".to_string(),
-        StrategyRequest::Named(wanted) => {
-            let why = match report.finding(wanted) {
-                // The reason says whether the kernel or this build lacks it.
-                Some(f) if !f.available => format!("unavailable: {}", f.reason),
-                _ => "available on this kernel, but this launcher drives only KernelWindow \
-                      so far"
-                    .to_string(),
-            };
-            return Err(Failure::new(EXIT_UNSUPPORTED, format!("{wanted}: {why}")));
-        }
-    };
-    writeln!(out, "chosen: KernelWindow ({how})")?;
-    Ok(())
-}
-
 /// The kernel's MSI window, which it reserves in the IOAS on attach: the one hole in the
 /// usable IOVA ranges.
 fn msi_window(ioas: &vmsi::Ioas, out: &mut dyn Write) -> Result<KernelWindow, Failure> {
@@ -508,7 +523,7 @@ fn msi_window(ioas: &vmsi::Ioas, out: &mut dyn Write) -> Result<KernelWindow, Fa
     let page = window.page_size;
     writeln!(
         out,
-        "MSI window (reserved by the kernel on attach): {:#x}..={:#x}, {} pages of {} KiB",
+        "software MSI window (reserved by the kernel on attach): {:#x}..={:#x}, {} pages of {} KiB",
         window.window.start,
         window.window.last,
         window.pages(),
@@ -573,6 +588,7 @@ impl Nested {
         device: &Device,
         ram: &GuestRam,
         window: &KernelWindow,
+        strategy: Strategy,
         opts: &Options,
         out: &mut dyn Write,
     ) -> Result<Nested, Failure> {
@@ -610,17 +626,43 @@ impl Nested {
             "guest STE at boot: bypass (its SMMU is off: stage 2 only), nested {}",
             boot.id()
         )?;
-        let rmr = window.rmr();
-        writeln!(
-            out,
-            "IORT RMR for the guest's firmware: base {:#x} length {:#x} (identity-mapped by the guest)",
-            rmr.base, rmr.length
-        )?;
         let s1_err = |e| failed("building the guest's stage 1")(e);
         let mut stage1 = Stage1::new(ram, ram.gpa() + STAGE1_OFFSET, STAGE1_PAGES, GUEST_ASID)
             .map_err(&s1_err)?;
+        // The window strategies: the device writes into the kernel's window whatever the
+        // guest programs, so the guest's stage 1 must pass that window through unchanged,
+        // which its firmware tells it with an IORT RMR. PerVector needs none: the device
+        // writes only what the guest's own stage 1 maps.
+        let rmr = match strategy {
+            Strategy::PerVector => {
+                writeln!(
+                    out,
+                    "no IORT RMR: under PerVector the device writes only the guest's own MSI IOVA"
+                )?;
+                None
+            }
+            _ => {
+                let rmr = window.rmr();
+                writeln!(
+                    out,
+                    "IORT RMR for the guest's firmware: base {:#x} length {:#x} (identity-mapped by the guest)",
+                    rmr.base, rmr.length
+                )?;
+                stage1
+                    .map(ram, rmr.base, rmr.base, rmr.length, Attr::Device)
+                    .map_err(&s1_err)?;
+                Some(rmr)
+            }
+        };
+        // The guest's MSI doorbell, as its DMA layer maps it for a device behind its IOMMU.
         stage1
-            .map(ram, rmr.base, rmr.base, rmr.length, Attr::Device)
+            .map(
+                ram,
+                GUEST_MSI_GIOVA,
+                VITS_DOORBELL_PAGE,
+                0x1000,
+                Attr::Device,
+            )
             .map_err(&s1_err)?;
         let queues = ram.gpa() + QUEUES_OFFSET;
         let len = Nvme::area_len(opts.vectors as u16 - 1);
@@ -636,9 +678,14 @@ impl Nested {
         let handled = viommu
             .invalidate(&stage1.invalidation(GUEST_RID))
             .map_err(failed("the guest's invalidation"))?;
+        let rmr_note = match rmr {
+            Some(_) => "the RMR 1:1, ",
+            None => "",
+        };
         writeln!(
             out,
-            "guest stage 1 in its RAM: CD at GPA {:#x}, ASID {GUEST_ASID}; maps the RMR 1:1 \
+            "guest stage 1 in its RAM: CD at GPA {:#x}, ASID {GUEST_ASID}; maps {rmr_note}its \
+             MSI gIOVA {GUEST_MSI_GIOVA:#x} -> the vITS doorbell page {VITS_DOORBELL_PAGE:#x} \
              (Device-nGnRnE) and its queues' gIOVA {QUEUES_GIOVA:#x} -> GPA {queues:#x}",
             stage1.cd_table()
         )?;
@@ -663,6 +710,8 @@ pub struct Vectors {
     pub(super) host: Vec<(u64, u32)>,
     /// The physical ITS doorbell.
     pub(super) doorbell: u64,
+    /// Where the VM's stage 2 holds the physical doorbell's page.
+    pub(super) in_stage2: DoorbellInStage2,
 }
 
 impl Vectors {
@@ -674,38 +723,73 @@ impl Vectors {
         out: &mut dyn Write,
     ) -> Result<Vectors, Failure> {
         let (doorbell, source) = its_doorbell(backend)?;
-        let predicted = vm
-            .window
-            .host_message(doorbell, 0)
-            .map_err(failed("predicting the host message"))?;
         writeln!(out, "physical ITS doorbell {doorbell:#x} ({source})")?;
+        let page = vm.window.page_size;
+        let (in_stage2, predicted) = match vm.doorbell_page {
+            Some(mapped) => {
+                writeln!(
+                    out,
+                    "PerVector: every vector's MSI IOVA is the page of the address the guest \
+                     programs, so the device writes {:#x}, the guest's own MSI address",
+                    vm.guest_msi
+                )?;
+                (mapped, vm.guest_msi)
+            }
+            None => {
+                let predicted = vm
+                    .window
+                    .host_message(doorbell, 0)
+                    .map_err(failed("predicting the host message"))?;
+                writeln!(
+                    out,
+                    "{}: every vector will write {:#x} (window page 0 + the doorbell's offset), \
+                     whatever the guest programs",
+                    vm.strategy, predicted.address
+                )?;
+                let in_stage2 = DoorbellInStage2 {
+                    iova: vm.window.window.start,
+                    len: page,
+                    offset: doorbell & (page - 1),
+                    by: "the kernel, at window page 0",
+                };
+                (in_stage2, predicted.address)
+            }
+        };
+        let composer = composer(vm, predicted)?;
+        let msi = match vm.strategy {
+            Strategy::PerVector => {
+                strategy::bring_up_per_vector(&vm.device, composer, vm.guest_msi, &in_stage2)?
+            }
+            _ => MsiDevice::bring_up(vm.device.clone(), IrqIndex::Msix, composer)
+                .map_err(failed("enabling MSI-X"))?,
+        };
+        let how = match vm.strategy {
+            Strategy::PerVector => {
+                "each given its MSI IOVA first (VFIO_IRQ_SET_ACTION_PREPARE), then all enabled"
+            }
+            _ => "all enabled",
+        };
         writeln!(
             out,
-            "KernelWindow: every vector will write {:#x} (window page 0 + the doorbell's offset)",
-            predicted.address
-        )?;
-        let (composer, guest_address) = composer(vm, predicted)?;
-        let msi = MsiDevice::bring_up(vm.device.clone(), IrqIndex::Msix, composer)
-            .map_err(failed("enabling MSI-X"))?;
-        writeln!(
-            out,
-            "{} MSI-X vectors enabled, one eventfd each, in one VFIO_DEVICE_SET_IRQS",
+            "{} MSI-X vectors, one eventfd each, {how} in one VFIO_DEVICE_SET_IRQS",
             msi.table().len()
         )?;
         if guest_programs {
             writeln!(
                 out,
-                "the guest programs its MSI-X table itself (step 3): address {guest_address:#x}, \
-                 data = EventID"
+                "the guest programs its MSI-X table itself (step 3): address {:#x}, \
+                 data = EventID",
+                vm.guest_msi
             )?;
         } else {
-            program_guest_table(vm, &msi, opts.vectors, guest_address, out)?;
+            program_guest_table(vm, &msi, opts.vectors, out)?;
         }
-        let host = read_back(&msi, predicted, opts.vectors, out)?;
+        let host = read_back(vm, &msi, predicted, opts.vectors, out)?;
         Ok(Vectors {
             msi,
             host,
             doorbell,
+            in_stage2,
         })
     }
 }
@@ -731,39 +815,43 @@ fn its_doorbell(backend: &Backend) -> Result<(u64, String), Failure> {
     }
 }
 
-/// The composer for the VM's domain, and the address the guest programs: the vITS doorbell
-/// GPA in a paging VM; in a nested one, the guest IOVA its stage 1 maps onto that GPA,
-/// which is the GPA itself because the RMR covers it (QEMU `virt` puts its ITS inside the
-/// window).
-fn composer(vm: &Vm, predicted: HostMessage) -> Result<(Composer, u64), Failure> {
-    let rmr = vm.window.rmr();
+/// The composer for the VM's domain. The guest may program one MSI address, the one the
+/// launcher gave it ([`Vm::guest_msi`]): the vITS doorbell GPA in a paging VM, or in a nested
+/// one the guest IOVA its stage 1 maps onto the vITS doorbell page. The trap emulation
+/// refuses any other, so under PerVector the address the device writes (the IOVA prepared
+/// before enabling) is always the one the guest programmed.
+fn composer(vm: &Vm, predicted: u64) -> Result<Composer, Failure> {
     let (domain, doorbells) = match vm.nested {
         Some(_) => (
             Domain::Nested,
-            DoorbellMap::nested(&[VITS_DOORBELL], &[(rmr.base, rmr.length, rmr.base)]),
+            DoorbellMap::nested(
+                &[VITS_DOORBELL],
+                &[(GUEST_MSI_GIOVA, 0x1000, VITS_DOORBELL_PAGE)],
+            ),
         ),
         None => (Domain::Paging, DoorbellMap::paging(&[VITS_DOORBELL])),
     };
-    let composer = Composer {
+    let host = match vm.strategy {
+        Strategy::PerVector => HostAddressing::PerVector,
+        _ => HostAddressing::Window { address: predicted },
+    };
+    Ok(Composer {
         domain,
-        host: HostAddressing::Window {
-            address: predicted.address,
-        },
+        host,
         doorbells: doorbells.map_err(failed("declaring the vITS doorbell"))?,
         devid: GUEST_RID,
-    };
-    Ok((composer, VITS_DOORBELL))
+    })
 }
 
-/// Plays the guest driver's MSI-X programming through the trap emulator and prints the
-/// route each vector gets.
+/// Plays the guest driver's MSI-X programming through the trap emulator and prints, per
+/// vector, the guest's message, the host message and the route.
 fn program_guest_table(
     vm: &Vm,
     msi: &MsiDevice,
     vectors: u32,
-    address: u64,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
+    let address = vm.guest_msi;
     match &vm.nested {
         Some(n) => {
             let ipa = n.stage1.translate(&vm.ram, address).ok().flatten();
@@ -779,15 +867,15 @@ fn program_guest_table(
         .map_err(failed("the guest's MSI-X writes"))?;
     writeln!(
         out,
-        "guest MSI-X writes (trapped): enable + function mask, then per vector:"
+        "guest MSI-X writes (trapped): enable + function mask, then per vector mask, \
+         address, data, unmask:"
     )?;
     for p in &programmed {
         match p.effect {
             Effect::Routed { route, host, .. } => writeln!(
                 out,
-                "  vector {}: mask, address {address:#x}, data {}, unmask -> route vITS {:#x} \
-                 EventID {} devid {:#x}; device writes {:#x}",
-                p.vector, p.vector, route.doorbell_gpa, route.data, route.devid, host.address
+                "  {}",
+                message_line(p.vector, address, p.vector, host.address, route)
             )?,
             other => writeln!(out, "  vector {}: {other:?}", p.vector)?,
         }
@@ -796,22 +884,44 @@ fn program_guest_table(
     Ok(())
 }
 
-/// Reads every host message back through the BAR and checks it against the prediction.
+/// One vector's three messages: what the guest programmed, what the device writes, and
+/// where the guest's virtual ITS gets it.
+pub(super) fn message_line(
+    vector: u32,
+    guest_address: u64,
+    guest_data: u32,
+    host_address: u64,
+    route: vmsi::msi::Route,
+) -> String {
+    format!(
+        "vector {vector}: guest message {guest_address:#x} data {guest_data} -> host message \
+         {host_address:#x} data = the host's EventID -> route vITS {:#x} EventID {} devid {:#x}",
+        route.doorbell_gpa, route.data, route.devid
+    )
+}
+
+/// Reads every host message back through the BAR and checks it against the strategy's
+/// prediction: the window address, or under PerVector the guest's own MSI address.
 fn read_back(
+    vm: &Vm,
     msi: &MsiDevice,
-    predicted: HostMessage,
+    predicted: u64,
     vectors: u32,
     out: &mut dyn Write,
 ) -> Result<Vec<(u64, u32)>, Failure> {
     let mut host = vec![(0, 0); msi.table().len() as usize];
     msi.read_host_messages(&mut host)
         .map_err(failed("reading the MSI-X table"))?;
+    let what = match vm.strategy {
+        Strategy::PerVector => "its own IOVA + the doorbell offset, the guest's address",
+        _ => "the window's doorbell",
+    };
     writeln!(
         out,
-        "host messages read back from the device's MSI-X table:"
+        "host messages read back from the device's MSI-X table (predicted: {predicted:#x}, {what}):"
     )?;
     for (k, (address, data)) in host.iter().take(vectors as usize).enumerate() {
-        let verdict = if *address == predicted.address {
+        let verdict = if *address == predicted {
             "as predicted"
         } else {
             "NOT as predicted"
@@ -821,13 +931,17 @@ fn read_back(
             "  vector {k}: address {address:#x} data {data:#x} (host ITS EventID), {verdict}"
         )?;
     }
-    msi.validate_host_address(predicted).map_err(|_| {
+    let checked = match vm.strategy {
+        // The library's own check: each entry holds the address provided for it.
+        Strategy::PerVector => msi
+            .validate_provided_addresses()
+            .and_then(|()| msi.validate_host_address(HostMessage { address: predicted })),
+        _ => msi.validate_host_address(HostMessage { address: predicted }),
+    };
+    checked.map_err(|_| {
         Failure::new(
             EXIT_FAILED,
-            format!(
-                "the kernel programmed a host address other than the predicted {:#x}",
-                predicted.address
-            ),
+            format!("the kernel programmed a host address other than the predicted {predicted:#x}"),
         )
     })?;
     Ok(host)

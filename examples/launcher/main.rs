@@ -13,7 +13,7 @@
 //! program that receives each vector as an LPI; `asm.rs` assembles it), `delivery.rs`
 //! (step 4 without KVM: the device fires, the eventfd, the route), `guest.rs` (guest RAM
 //! and the guest driver's MSI-X writes), `stage1.rs` (the guest's SMMU page tables),
-//! `nvme.rs` (enough of a guest NVMe driver to raise a chosen vector), `args.rs` (the
+//! `strategy.rs` (which MSI strategy, and what each needs of the host), `nvme.rs` (enough of a guest NVMe driver to raise a chosen vector), `args.rs` (the
 //! command line).
 //!
 //! Exit status: 0 when every vector was delivered, 1 when something on the machine failed,
@@ -29,6 +29,7 @@ mod launch;
 mod nvme;
 mod payload;
 mod stage1;
+mod strategy;
 
 use std::process::ExitCode;
 
