@@ -518,9 +518,9 @@ fn sim_with_the_proposed_uapi_drives_every_strategy_in_both_modes() {
                 "--vectors",
                 "3",
             ];
-            let Some(run) = program(&args) else {
-                return;
-            };
+            // In process: the launcher built with this test's features (the example binary
+            // may be left from a build with others).
+            let run = in_process(&args);
             if !cfg!(feature = "proposed-uapi") && strategy != "kernel-window" {
                 run.expect_code(EXIT_UNSUPPORTED as i32)
                     .expect("build vmsi with the proposed-uapi feature");
