@@ -5,8 +5,9 @@
 #   3. the rig: the same tests, cross-compiled for aarch64, inside our own Linux 7.2 under
 #      QEMU (device-tree mode, ACPI mode with the CANWBS IORT, and that again on the kernel
 #      with the per-vector reference patches), see tests/rig/README.md;
-#   4. the uAPI layout check against the headers the rig's kernel builds produced;
-#   5. the fuzzing smoke (fuzz/smoke.sh): each cargo-fuzz target's corpus and a short run.
+#   4. iommufd's own kernel selftest on both rig kernels: the patches regress nothing;
+#   5. the uAPI layout check against the headers the rig's kernel builds produced;
+#   6. the fuzzing smoke (fuzz/smoke.sh): each cargo-fuzz target's corpus and a short run.
 # The last line is "N passed, M failed" over all of it; the exit status is non-zero on any
 # failure.  SKIP_RIG=1 runs only the host part (for quick iterations; CI never sets it).
 set -euo pipefail
@@ -44,6 +45,13 @@ if [ "${SKIP_RIG:-0}" != 1 ]; then
   tests/rig/run.sh 2>&1 | tee "$LOG/rig.txt" || rig_rc=$?
   read -r rig_p rig_f < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3 } END { print p + 0, f + 0 }' "$LOG/rig.txt")
   [ "$rig_rc" = 0 ] || rig_f=$((rig_f > 0 ? rig_f : 1))
+
+  step "iommufd's kernel selftest on the stock and the per-vector kernel (no regressions)"
+  kst_rc=0
+  tests/rig/kselftest.sh 2>&1 | tee "$LOG/kselftest.txt" || kst_rc=$?
+  read -r kst_p kst_f < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3 } END { print p + 0, f + 0 }' "$LOG/kselftest.txt")
+  [ "$kst_rc" = 0 ] || kst_f=$((kst_f > 0 ? kst_f : 1))
+  rig_p=$((rig_p + kst_p)) rig_f=$((rig_f + kst_f))
 
   step "uAPI layouts against the Linux 7.2 headers, stock and per-vector"
   K=$(tests/rig/kernel/build.sh stock)
