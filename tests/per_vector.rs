@@ -274,7 +274,8 @@ fn msi_iovas_and_doorbell_maps_follow_the_reference_rules() {
         "inside the reserved software MSI window (iopt_check_iova)"
     );
 
-    // MSI IOVAs: page aligned, and every enabled vector needs one.
+    // MSI IOVAs: at least one, page aligned, and every enabled vector needs one.
+    assert_eq!(errno(dev.prepare_msi_iovas(MSIX, 0, &[])), Errno::EINVAL);
     assert_eq!(
         errno(dev.prepare_msi_iovas(MSIX, 0, &[MSI_IOVAS, MSI_IOVAS + 8])),
         Errno::EINVAL

@@ -925,6 +925,7 @@ fn per_vector_uapi(k: &dyn Kernel, d: &Devs, log: &mut Log) {
         IrqData::None,
         log,
     );
+    prepare(k, dev, 0, 0, log);
     prepare(k, dev, 0, 4, log);
     prepare(k, dev, 0, 3, log);
     set_irqs(
@@ -944,6 +945,7 @@ fn per_vector_uapi(k: &dyn Kernel, d: &Devs, log: &mut Log) {
     let eventfds = v::VFIO_IRQ_SET_DATA_EVENTFD | TRIGGER;
     set_irqs(k, dev, eventfds, MSIX, 0, 4, IrqData::Eventfds(&fds), log);
     set_irqs(k, dev, eventfds, MSIX, 0, 3, IrqData::Eventfds(&fds), log);
+    prepare(k, dev, 0, 0, log);
     prepare(k, dev, 2, 1, log);
     prepare(k, dev, 3, 1, log);
     set_irqs(k, dev, none | PREPARE, MSIX, 0, 0, IrqData::None, log);

@@ -732,6 +732,10 @@ fn prepare_msi_iovas(
     h: &IrqSetHeader,
     data: IrqData<'_>,
 ) -> Result<u32, Errno> {
+    // IOVAs are for vectors: DATA_MSI_IOVA needs at least one.
+    if matches!(data, IrqData::MsiIovas(_)) && h.count == 0 {
+        return Err(Errno::EINVAL);
+    }
     if let Some((idx, nvec)) = d.irq {
         if idx == h.index && (h.count == 0 || h.start < nvec) {
             return Err(Errno::EBUSY);
