@@ -35,6 +35,28 @@ impl Ctx {
     pub(crate) fn err(op: Op) -> impl Fn(Errno) -> Error {
         move |errno| Error::Kernel { op, errno }
     }
+
+    /// A raw `IOMMU_OPTION` call on this file; returns `val64`.
+    pub(crate) fn option(
+        &self,
+        op: u32,
+        option_id: u32,
+        object_id: u32,
+        val64: u64,
+    ) -> Result<u64> {
+        let mut arg = i::iommu_option {
+            size: size_of::<i::iommu_option>() as u32,
+            option_id,
+            op: op as u16,
+            __reserved: 0,
+            object_id,
+            val64,
+        };
+        self.kernel
+            .option(self.fd, &mut arg)
+            .map_err(Ctx::err(Op::Option))?;
+        Ok(arg.val64)
+    }
 }
 
 /// One iommufd object id and the file it lives in; destroyed on drop unless it already was.
@@ -171,18 +193,6 @@ impl Iommufd {
 
     /// A raw `IOMMU_OPTION` call; returns `val64`.
     pub fn option(&self, op: u32, option_id: u32, object_id: u32, val64: u64) -> Result<u64> {
-        let mut arg = i::iommu_option {
-            size: size_of::<i::iommu_option>() as u32,
-            option_id,
-            op: op as u16,
-            __reserved: 0,
-            object_id,
-            val64,
-        };
-        self.ctx
-            .kernel
-            .option(self.ctx.fd, &mut arg)
-            .map_err(Ctx::err(Op::Option))?;
-        Ok(arg.val64)
+        self.ctx.option(op, option_id, object_id, val64)
     }
 }

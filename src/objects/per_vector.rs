@@ -10,7 +10,6 @@ use vmsi_sys::names as n;
 use vmsi_sys::proposed as p;
 use vmsi_sys::vfio as v;
 
-use super::iommufd::Ctx;
 use super::{Device, Ioas};
 use crate::error::{Errno, Error, Feature, Op, Result};
 use crate::seam::{IrqData, IrqSetHeader};
@@ -112,18 +111,7 @@ impl Device {
 
     fn sw_msi_option(&self, op: u32, option_id: u32, val64: u64) -> Result<u64> {
         let (ctx, id) = self.binding()?;
-        let mut arg = vmsi_sys::iommufd::iommu_option {
-            size: size_of::<vmsi_sys::iommufd::iommu_option>() as u32,
-            option_id,
-            op: op as u16,
-            __reserved: 0,
-            object_id: id.0,
-            val64,
-        };
-        ctx.kernel
-            .option(ctx.fd, &mut arg)
-            .map_err(Ctx::err(Op::Option))?;
-        Ok(arg.val64)
+        ctx.option(op, option_id, id.0, val64)
     }
 
     /// The device's software MSI window: the driver's, or the one set with
